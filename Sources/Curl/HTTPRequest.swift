@@ -1,0 +1,37 @@
+public import Foundation
+
+/// An HTTP request to a gateway.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [(name: String, value: String)]
+    public var body: Data?
+    /// Seconds allowed to establish the connection (libcurl: `CURLOPT_CONNECTTIMEOUT_MS`).
+    public var connectTimeout: Double
+    /// Seconds allowed for the whole transfer (libcurl: `CURLOPT_TIMEOUT_MS`).
+    public var totalTimeout: Double
+
+    public init(
+        method: String = "GET",
+        url: String,
+        headers: [(name: String, value: String)] = [],
+        body: Data? = nil,
+        connectTimeout: Double = 5,
+        totalTimeout: Double = 15
+    ) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.connectTimeout = connectTimeout
+        self.totalTimeout = totalTimeout
+    }
+}
+
+/// An HTTP response: any status, including 4xx and 5xx.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    /// Header names in lower case; the last value wins for repeated names.
+    public var headers: [String: String]
+    public var body: Data
+}

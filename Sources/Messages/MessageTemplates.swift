@@ -1,0 +1,117 @@
+public import Foundation
+internal import Mustache
+
+/// What one customer receives, rendered from the operator's templates.
+public struct RenderedMessage: Sendable, Equatable, Codable {
+    public var emailSubject: String
+    public var emailHTML: String
+    public var emailText: String
+    public var smsText: String
+    public var smsSegments: SMSSegments
+}
+
+/// Values a template can use.
+public struct MessageContext: Sendable {
+    public var shopName: String
+    public var customerName: String?
+    public var couponTitle: String
+    public var couponDescription: String
+    public var couponEndsAt: String?
+    public var emailLink: String
+    public var smsLink: String
+
+    public init(
+        shopName: String,
+        customerName: String?,
+        couponTitle: String,
+        couponDescription: String,
+        couponEndsAt: String?,
+        emailLink: String,
+        smsLink: String
+    ) {
+        self.shopName = shopName
+        self.customerName = customerName
+        self.couponTitle = couponTitle
+        self.couponDescription = couponDescription
+        self.couponEndsAt = couponEndsAt
+        self.emailLink = emailLink
+        self.smsLink = smsLink
+    }
+
+    var values: [String: Any] {
+        var values: [String: Any] = [
+            "shop_name": shopName,
+            "coupon_title": couponTitle,
+            "coupon_description": couponDescription,
+            "email_link": emailLink,
+            "sms_link": smsLink,
+        ]
+        if let customerName, !customerName.isEmpty { values["customer_name"] = customerName }
+        if let couponEndsAt { values["coupon_ends_at"] = couponEndsAt }
+        return values
+    }
+}
+
+/// A failure to load or parse a template, naming the file.
+public struct TemplateError: Error, CustomStringConvertible {
+    public var file: String
+    public var reason: String
+    public var description: String { "template \(file): \(reason)" }
+}
+
+/// The four Mustache templates of a message, loaded from a folder an operator can edit.
+///
+/// | file | renders | escaping |
+/// |---|---|---|
+/// | `email_subject.mustache` | the subject line | none (plain text) |
+/// | `email.html.mustache` | the HTML part | `{{ }}` is HTML-escaped |
+/// | `email.txt.mustache` | the text part | none (plain text) |
+/// | `sms.mustache` | the SMS body | none (plain text) |
+public struct MessageTemplates: Sendable {
+    public static let fileNames = ["email_subject.mustache", "email.html.mustache", "email.txt.mustache", "sms.mustache"]
+
+    private let subject: MustacheTemplate
+    private let html: MustacheTemplate
+    private let text: MustacheTemplate
+    private let sms: MustacheTemplate
+
+    /// Loads and parses the templates of `directory`.
+    ///
+    /// - Throws: ``TemplateError`` naming a missing or unparsable file.
+    public init(directory: URL) throws {
+        func load(_ name: String, plainText: Bool) throws -> MustacheTemplate {
+            let url = directory.appendingPathComponent(name)
+            let source: String
+            do {
+                source = try String(contentsOf: url, encoding: .utf8)
+            } catch {
+                throw TemplateError(file: url.path, reason: "cannot be read")
+            }
+            // Only the HTML part escapes; a pragma makes the others plain text so "&" stays "&".
+            let pragma = plainText ? "{{% CONTENT_TYPE: TEXT}}" : ""
+            do {
+                return try MustacheTemplate(string: pragma + source)
+            } catch {
+                throw TemplateError(file: url.path, reason: "is not valid Mustache: \(error)")
+            }
+        }
+        subject = try load("email_subject.mustache", plainText: true)
+        html = try load("email.html.mustache", plainText: false)
+        text = try load("email.txt.mustache", plainText: true)
+        sms = try load("sms.mustache", plainText: true)
+    }
+
+    /// Renders all parts for one customer.
+    public func render(_ context: MessageContext) -> RenderedMessage {
+        let values = context.values
+        let smsText = sms.render(values).trimmingCharacters(in: .whitespacesAndNewlines)
+        return RenderedMessage(
+            emailSubject: subject.render(values).trimmingCharacters(in: .whitespacesAndNewlines),
+            emailHTML: html.render(values),
+            emailText: text.render(values),
+            smsText: smsText,
+            smsSegments: SMSSegments(text: smsText)
+        )
+    }
+}
+

@@ -1,0 +1,155 @@
+public import Foundation
+
+/// A value that can be sent to PostgreSQL as a statement parameter, in PostgreSQL's text format.
+public protocol PostgresEncodable: Sendable {
+    /// The parameter's text form, or `nil` for SQL NULL.
+    var postgresText: String? { get }
+}
+
+/// A SQL statement whose interpolated values become `$n` parameters, never part of the SQL text.
+///
+/// ```swift
+/// let rows = try connection.query("SELECT name FROM coupond.shops WHERE id = \(shopID)")
+/// ```
+///
+/// Use ``init(unsafeSQL:parameters:)`` only for SQL that holds no outside input.
+public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
+    /// The statement text with `$1`, `$2`, … placeholders.
+    public private(set) var sql: String
+    /// The parameters' text forms; `nil` is SQL NULL.
+    public private(set) var parameters: [String?]
+
+    /// Wraps raw SQL text. The caller vouches that `unsafeSQL` contains no outside input.
+    public init(unsafeSQL: String, parameters: [String?] = []) {
+        self.sql = unsafeSQL
+        self.parameters = parameters
+    }
+
+    public init(stringLiteral value: String) {
+        self.init(unsafeSQL: value)
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        self.init(unsafeSQL: stringInterpolation.sql, parameters: stringInterpolation.parameters)
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var sql = ""
+        var parameters: [String?] = []
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+            parameters.reserveCapacity(interpolationCount)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            sql += literal
+        }
+
+        /// Binds `value` as the next parameter.
+        public mutating func appendInterpolation(_ value: some PostgresEncodable) {
+            parameters.append(value.postgresText)
+            sql += "$\(parameters.count)"
+        }
+
+        /// Binds an optional value; `nil` is SQL NULL.
+        public mutating func appendInterpolation(_ value: (some PostgresEncodable)?) {
+            parameters.append(value?.postgresText ?? nil)
+            sql += "$\(parameters.count)"
+        }
+
+        /// Splices another query, renumbering its parameters after the ones already bound.
+        public mutating func appendInterpolation(subquery: PostgresQuery) {
+            let offset = parameters.count
+            var sql = ""
+            var digits = ""
+            var afterDollar = false
+            func flushPlaceholder() {
+                if afterDollar { sql += "$" + (Int(digits).map { String($0 + offset) } ?? digits) }
+                afterDollar = false
+                digits = ""
+            }
+            for character in subquery.sql {
+                if afterDollar, character.isASCII, character.isNumber {
+                    digits.append(character)
+                    continue
+                }
+                flushPlaceholder()
+                if character == "$" { afterDollar = true } else { sql.append(character) }
+            }
+            flushPlaceholder()
+            self.sql += sql
+            parameters.append(contentsOf: subquery.parameters)
+        }
+
+        /// Splices SQL text, such as an identifier quoted by ``PostgresConnection/quoteIdentifier(_:)``.
+        public mutating func appendInterpolation(unsafeSQL text: String) {
+            sql += text
+        }
+    }
+}
+
+extension String: PostgresEncodable {
+    public var postgresText: String? { self }
+}
+
+extension Substring: PostgresEncodable {
+    public var postgresText: String? { String(self) }
+}
+
+extension Int: PostgresEncodable {
+    public var postgresText: String? { String(self) }
+}
+
+extension Int64: PostgresEncodable {
+    public var postgresText: String? { String(self) }
+}
+
+extension Int32: PostgresEncodable {
+    public var postgresText: String? { String(self) }
+}
+
+extension Double: PostgresEncodable {
+    public var postgresText: String? {
+        if isNaN { return "NaN" }
+        if isInfinite { return self > 0 ? "Infinity" : "-Infinity" }
+        return "\(self)"
+    }
+}
+
+extension Bool: PostgresEncodable {
+    public var postgresText: String? { self ? "t" : "f" }
+}
+
+extension UUID: PostgresEncodable {
+    public var postgresText: String? { uuidString.lowercased() }
+}
+
+extension Date: PostgresEncodable {
+    /// ISO 8601 in UTC with microseconds, which `timestamptz` reads exactly.
+    public var postgresText: String? { PostgresTimestamp.format(self) }
+}
+
+extension Data: PostgresEncodable {
+    /// `bytea` hex format.
+    public var postgresText: String? {
+        var text = "\\x"
+        text.reserveCapacity(2 + count * 2)
+        for byte in self {
+            text += String(byte >> 4, radix: 16) + String(byte & 0x0f, radix: 16)
+        }
+        return text
+    }
+}
+
+extension Array: PostgresEncodable where Element: PostgresEncodable {
+    /// A one-dimensional array literal, each element quoted.
+    public var postgresText: String? {
+        let items = map { element -> String in
+            guard let text = element.postgresText else { return "NULL" }
+            let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            return "\"\(escaped)\""
+        }
+        return "{" + items.joined(separator: ",") + "}"
+    }
+}

@@ -1,0 +1,174 @@
+public import Foundation
+public import Postgres
+
+/// When a send should go out, as the merchant gave it.
+public enum ScheduledTime: Sendable, Equatable {
+    /// An instant, for example `2026-11-25T18:00:00Z` or `2026-11-25T18:00+05:30`.
+    case instant(Date)
+    /// A wall-clock time in the shop's own time zone, as `YYYY-MM-DD HH:MM[:SS]`; the database converts it.
+    case shopLocal(String)
+}
+
+/// What a merchant asks for: one coupon to one group over some channels at one hour.
+public struct SendRequest: Sendable, Equatable {
+    public var shopID: Int64
+    public var groupID: Int64
+    public var couponID: Int64
+    public var email: Bool
+    public var sms: Bool
+    public var time: ScheduledTime
+
+    public init(shopID: Int64, groupID: Int64, couponID: Int64, email: Bool, sms: Bool, time: ScheduledTime) {
+        self.shopID = shopID
+        self.groupID = groupID
+        self.couponID = couponID
+        self.email = email
+        self.sms = sms
+        self.time = time
+    }
+}
+
+/// A send as the group activity list shows it (`coupond.group_activity`).
+public struct SendSummary: Sendable, Codable, Equatable {
+    public var sendID: Int64
+    public var shopID: Int64
+    public var groupID: Int64
+    public var groupName: String?
+    public var couponID: Int64
+    public var couponTitle: String?
+    public var email: Bool
+    public var sms: Bool
+    public var scheduledAt: Date
+    public var timeZone: String
+    public var status: String
+    public var statusLabel: String
+    public var failureReason: String?
+    public var failureReasonText: String?
+    public var recipientCount: Int?
+    public var sentCount: Int
+    public var failedCount: Int
+    public var progressPercent: Double?
+    public var smsSegments: Int64
+    public var smsCost: Decimal
+    public var currency: String
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+
+    init(row: PostgresRow) throws {
+        sendID = try row.decode("send_id")
+        shopID = try row.decode("shop_id")
+        groupID = try row.decode("group_id")
+        groupName = try row.decode("group_name", as: String?.self)
+        couponID = try row.decode("coupon_id")
+        couponTitle = try row.decode("coupon_title", as: String?.self)
+        email = try row.decode("send_email")
+        sms = try row.decode("send_sms")
+        scheduledAt = try row.decode("scheduled_at")
+        timeZone = try row.decode("time_zone")
+        status = try row.decode("status")
+        statusLabel = try row.decode("status_label")
+        failureReason = try row.decode("failure_reason", as: String?.self)
+        failureReasonText = try row.decode("failure_reason_text", as: String?.self)
+        recipientCount = try row.decode("recipient_count", as: Int?.self)
+        sentCount = try row.decode("sent_count")
+        failedCount = try row.decode("failed_count")
+        progressPercent = try row.decode("progress_percent", as: Double?.self)
+        smsSegments = try row.decode("sms_segments")
+        smsCost = try row.decode("sms_cost")
+        currency = try row.decode("currency")
+        createdAt = try row.decode("created_at")
+        startedAt = try row.decode("started_at", as: Date?.self)
+        finishedAt = try row.decode("finished_at", as: Date?.self)
+    }
+}
+
+/// A rule of the send table that refused a request, as the database reported it.
+public struct SendRefusal: Error, Sendable, CustomStringConvertible {
+    /// The rule's name, for example `sends_scheduled_2h_ahead` (the error's constraint field).
+    public var rule: String
+    public var message: String
+    public var hint: String?
+    /// The SQLSTATE: `P0002` when the send does not exist, class `23` for a refused insert.
+    public var sqlState: SQLState?
+
+    public var description: String {
+        hint.map { "\(message) [\(rule)]\nhint: \($0)" } ?? "\(message) [\(rule)]"
+    }
+
+    /// Recognises a refusal by the rules of `sql/`, which all name a constraint; other errors stay as they are.
+    public init?(_ error: PostgresError) {
+        guard error.code == .queryFailed, let constraint = error.constraint else { return nil }
+        rule = constraint
+        message = error.message
+        hint = error.hint
+        sqlState = error.sqlState
+    }
+}
+
+/// Schedules, cancels and reads sends.
+public struct SendStore {
+    public let connection: PostgresConnection
+
+    public init(connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    /// Inserts a send; the database checks every scheduling and eligibility rule.
+    ///
+    /// - Returns: the new send.
+    /// - Throws: ``SendRefusal`` naming the rule that refused it, or ``PostgresError``.
+    public func schedule(_ request: SendRequest) throws -> SendSummary {
+        let scheduledAt: PostgresQuery
+        switch request.time {
+        case .instant(let date):
+            scheduledAt = "\(date)::timestamptz"
+        case .shopLocal(let text):
+            // A shop that does not exist gets its refusal from the trigger, so fall back to UTC rather than NULL.
+            scheduledAt = """
+                \(text)::timestamp AT TIME ZONE \
+                coalesce((SELECT time_zone FROM coupond.shops WHERE id = \(request.shopID)), 'UTC')
+                """
+        }
+        let insert: PostgresQuery = """
+            INSERT INTO coupond.sends (shop_id, group_id, coupon_id, send_email, send_sms, scheduled_at)
+            VALUES (\(request.shopID), \(request.groupID), \(request.couponID), \(request.email), \(request.sms), \
+            \(subquery: scheduledAt))
+            RETURNING id
+            """
+        let id: Int64
+        do {
+            guard let row = try connection.queryRow(insert) else { throw StorageError("INSERT returned no row") }
+            id = try row.decode("id")
+        } catch let error as PostgresError {
+            throw SendRefusal(error) ?? error
+        }
+        guard let send = try send(id: id) else { throw StorageError("send \(id) vanished after it was scheduled") }
+        return send
+    }
+
+    /// Cancels a not started send (rule 11) through `coupond.cancel_send`.
+    ///
+    /// - Throws: ``SendRefusal`` (`cancel_send_exists`, `cancel_only_not_started`, `cancel_until_2h_before`).
+    public func cancel(sendID: Int64) throws -> SendSummary {
+        do {
+            try connection.execute("SELECT coupond.cancel_send(\(sendID))")
+        } catch let error as PostgresError {
+            throw SendRefusal(error) ?? error
+        }
+        guard let send = try send(id: sendID) else { throw StorageError("send \(sendID) vanished after cancel") }
+        return send
+    }
+
+    /// One send, or `nil` when there is none with this id.
+    public func send(id: Int64) throws -> SendSummary? {
+        try connection.queryRow("SELECT * FROM coupond.group_activity WHERE send_id = \(id)").map(SendSummary.init)
+    }
+
+    /// A group's activity list: every send to it, latest scheduled first.
+    public func activity(groupID: Int64) throws -> [SendSummary] {
+        try connection.query(
+            "SELECT * FROM coupond.group_activity WHERE group_id = \(groupID) ORDER BY scheduled_at DESC, send_id DESC"
+        ).map(SendSummary.init)
+    }
+}

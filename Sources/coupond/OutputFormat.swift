@@ -1,0 +1,89 @@
+import Foundation
+import Storage
+
+/// Text and JSON renderings of sends for the terminal and for scripts.
+enum OutputFormat {
+    static func json(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(value) else { return "null" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A time in the shop's zone with its UTC offset, for example `2026-12-01 10:00 +05:30`.
+    static func shopTime(_ date: Date?, _ timeZone: String) -> String {
+        guard let date else { return "-" }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: timeZone) ?? TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm xxx"
+        return formatter.string(from: date)
+    }
+
+    static func channels(_ send: SendSummary) -> String {
+        [send.email ? "email" : nil, send.sms ? "sms" : nil].compactMap { $0 }.joined(separator: "+")
+    }
+
+    /// The status column: the label plus progress, counts or reason as rule 10 asks.
+    static func statusLine(_ send: SendSummary) -> String {
+        switch send.status {
+        case "sending":
+            let progress = send.progressPercent.map { String(format: "%.1f%%", $0) } ?? "starting"
+            return "Sending (\(progress), \(send.sentCount + send.failedCount)/\(send.recipientCount ?? 0))"
+        case "done":
+            return "Done (\(send.sentCount) sent, \(send.failedCount) failed)"
+        case "failed":
+            return "Failed: \(send.failureReasonText ?? send.failureReason ?? "unknown")"
+        default:
+            return send.statusLabel
+        }
+    }
+
+    static func details(_ send: SendSummary) -> String {
+        var lines: [(String, String)] = [
+            ("Send", "\(send.sendID)"),
+            ("Status", statusLine(send)),
+            ("Shop", "\(send.shopID)"),
+            ("Group", "\(send.groupID)" + (send.groupName.map { " (\($0))" } ?? "")),
+            ("Coupon", "\(send.couponID)" + (send.couponTitle.map { " (\($0))" } ?? "")),
+            ("Channels", channels(send)),
+            ("Scheduled", shopTime(send.scheduledAt, send.timeZone) + " (\(send.timeZone))"),
+            ("Created", shopTime(send.createdAt, send.timeZone)),
+        ]
+        if send.startedAt != nil { lines.append(("Started", shopTime(send.startedAt, send.timeZone))) }
+        if send.finishedAt != nil { lines.append(("Finished", shopTime(send.finishedAt, send.timeZone))) }
+        if let recipients = send.recipientCount { lines.append(("Recipients", "\(recipients)")) }
+        if send.status != "not_started" && send.status != "cancelled" {
+            lines.append(("Sent", "\(send.sentCount)"))
+            lines.append(("Failed", "\(send.failedCount)"))
+        }
+        if send.sms && send.smsSegments > 0 {
+            lines.append(("SMS cost", "\(send.smsSegments) segments, \(send.smsCost) \(send.currency)"))
+        }
+        let width = lines.map(\.0.count).max() ?? 0
+        return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }
+            .joined(separator: "\n")
+    }
+
+    static func table(_ sends: [SendSummary]) -> String {
+        guard !sends.isEmpty else { return "No sends for this group." }
+        let header = ["SEND", "SCHEDULED", "COUPON", "CHANNELS", "STATUS"]
+        let rows = sends.map { send in
+            [
+                "\(send.sendID)",
+                shopTime(send.scheduledAt, send.timeZone),
+                send.couponTitle ?? "\(send.couponID)",
+                channels(send),
+                statusLine(send),
+            ]
+        }
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import Foundation
+import Messages
+import Postgres
+import Storage
+
+struct PreviewCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "preview",
+        abstract: "Shows what a customer will receive: email subject, HTML and text parts, and the SMS.",
+        discussion: """
+            Renders the operator's templates for a sample member of the group (the first one, or --customer). For \
+            SMS it prints the encoding (GSM-7 or UCS-2), the number of segments and the estimated fee, from \
+            sms.price_per_segment in the configuration (or COUPOND_SMS_PRICE_PER_SEGMENT), in the shop's currency.
+
+            coupond preview --shop 1 --group 7 --coupon 3
+            coupond preview --send 42 --json
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Preview an existing send.") var send: Int64?
+    @Option(help: "Shop id (without --send).") var shop: Int64?
+    @Option(help: "Customer group id (without --send).") var group: Int64?
+    @Option(help: "Coupon id (without --send).") var coupon: Int64?
+    @Option(help: "Sample customer id; default: the group's first member.") var customer: Int64?
+    @Option(help: ArgumentHelp("Template folder; overrides the configuration.", valueName: "path"))
+    var templates: String?
+
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        let direct = [shop, group, coupon].compactMap { $0 }.count
+        guard (send != nil && direct == 0) || (send == nil && direct == 3) else {
+            throw ValidationError("give --send, or all of --shop, --group and --coupon")
+        }
+    }
+
+    struct Output: Encodable {
+        var customerID: Int64?
+        var emailSubject: String
+        var emailHtml: String
+        var emailText: String
+        var smsText: String
+        var smsEncoding: String
+        var smsCharacters: Int
+        var smsSegments: Int
+        var smsPricePerSegment: Decimal?
+        var smsFeePerMessage: Decimal?
+        var smsRecipients: Int
+        var smsEstimatedFee: Decimal?
+        var currency: String
+    }
+
+    func run() throws {
+        try reportingFailures {
+            let configuration = try global.loadConfiguration()
+            let templateDirectory = templates.map { URL(fileURLWithPath: $0) } ?? configuration.templatesDirectory
+            let messageTemplates: MessageTemplates
+            do {
+                messageTemplates = try MessageTemplates(directory: templateDirectory)
+            } catch let error as TemplateError {
+                throw CommandFailure(.config, error.description)
+            }
+            let connection = try global.connect(configuration)
+            defer { connection.close() }
+            var ids = (shop: shop ?? 0, group: group ?? 0, coupon: coupon ?? 0)
+            if let send {
+                guard let summary = try SendStore(connection: connection).send(id: send) else {
+                    throw CommandFailure(.notFound, "send \(send) does not exist")
+                }
+                ids = (summary.shopID, summary.groupID, summary.couponID)
+            }
+            let source = try PreviewSource.load(
+                on: connection,
+                shopID: ids.shop,
+                groupID: ids.group,
+                couponID: ids.coupon,
+                customerID: customer
+            )
+            let output = render(source, templates: messageTemplates, price: configuration.sms.pricePerSegment)
+            print(json ? OutputFormat.json(output) : text(output))
+        }
+    }
+
+    private func render(_ source: PreviewSource, templates: MessageTemplates, price: Decimal?) -> Output {
+        // A sample token of the real length, so the SMS segment count matches what customers will get.
+        let sampleToken = String(repeating: "x", count: 43)
+        let campaign = "coupon-\(source.couponID)"
+        func link(_ channel: Channel) -> String {
+            ClaimLink.make(loginURL: source.loginURL, token: sampleToken, channel: channel, campaign: campaign)
+                ?? source.loginURL
+        }
+        let message = templates.render(
+            MessageContext(
+                shopName: source.shopName,
+                customerName: source.customerName,
+                couponTitle: source.couponTitle,
+                couponDescription: source.couponDescription,
+                couponEndsAt: source.couponEndsAt.map { OutputFormat.shopTime($0, source.timeZone) },
+                emailLink: link(.email),
+                smsLink: link(.sms)
+            )
+        )
+        let perMessage = price.map { $0 * Decimal(message.smsSegments.count) }
+        return Output(
+            customerID: source.customerID,
+            emailSubject: message.emailSubject,
+            emailHtml: message.emailHTML,
+            emailText: message.emailText,
+            smsText: message.smsText,
+            smsEncoding: message.smsSegments.encoding.rawValue,
+            smsCharacters: message.smsSegments.units,
+            smsSegments: message.smsSegments.count,
+            smsPricePerSegment: price,
+            smsFeePerMessage: perMessage,
+            smsRecipients: source.smsReachableCount,
+            smsEstimatedFee: perMessage.map { $0 * Decimal(source.smsReachableCount) },
+            currency: source.currency
+        )
+    }
+
+    private func text(_ output: Output) -> String {
+        let fee: String
+        if let perMessage = output.smsFeePerMessage, let total = output.smsEstimatedFee {
+            fee = "\(perMessage) \(output.currency) per message; about \(total) \(output.currency) for "
+                + "\(output.smsRecipients) customers with a mobile number and SMS consent"
+        } else {
+            fee = "unknown (set sms.price_per_segment in the configuration)"
+        }
+        return """
+            Sample customer: \(output.customerID.map(String.init) ?? "none (the group is empty)")
+
+            == Email subject ==
+            \(output.emailSubject)
+
+            == Email, HTML part ==
+            \(output.emailHtml)
+            == Email, text part ==
+            \(output.emailText)
+            == SMS ==
+            \(output.smsText)
+
+            Encoding: \(output.smsEncoding), \(output.smsCharacters) characters, \(output.smsSegments) segment(s)
+            Estimated fee: \(fee)
+            """
+    }
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Postgres
+import Storage
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Shows one send, or a group's activity list.",
+        discussion: """
+            coupond status 42          one send: status, progress, counts, reason, times
+            coupond status --group 7   every send to group 7, latest first
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The send's id.") var sendID: Int64?
+
+    @Option(help: "List the activity of this customer group instead.") var group: Int64?
+
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    func validate() throws {
+        guard (sendID == nil) != (group == nil) else {
+            throw ValidationError("give either a send id or --group, not both and not neither")
+        }
+    }
+
+    func run() throws {
+        try reportingFailures {
+            let connection = try global.connect(try global.loadConfiguration())
+            defer { connection.close() }
+            let store = SendStore(connection: connection)
+            if let sendID {
+                guard let send = try store.send(id: sendID) else {
+                    throw CommandFailure(.notFound, "send \(sendID) does not exist")
+                }
+                print(json ? OutputFormat.json(send) : OutputFormat.details(send))
+            } else if let group {
+                let sends = try store.activity(groupID: group)
+                print(json ? OutputFormat.json(sends) : OutputFormat.table(sends))
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+public import Foundation
+import Logging
+public import Postgres
+import Storage
+
+/// The repository's root folder, found from this file's path.
+public let repositoryRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A database of its own for one test, created empty from the server that `DATABASE_URL` or the `PG*` variables
+/// name, and dropped when the test ends.
+public final class TestDatabase {
+    public let name: String
+    /// A connection to the test's database, owned by the test.
+    public let connection: PostgresConnection
+
+    private static let adminConnectionString = ProcessInfo.processInfo.environment["DATABASE_URL"]
+
+    private init(name: String, connection: PostgresConnection) {
+        self.name = name
+        self.connection = connection
+    }
+
+    /// Opens another connection to the same database, for tests that need concurrent sessions.
+    public func connect() throws -> PostgresConnection {
+        try PostgresConnection(connectionString: Self.adminConnectionString, database: name)
+    }
+
+    /// Environment variables that make libpq (and so a child `coupond` process) connect to this database.
+    public var environment: [String: String] {
+        var environment: [String: String] = [:]
+        let parameters = connection.parameters
+        let names = ["host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER",
+                     "password": "PGPASSWORD", "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"]
+        for (keyword, variable) in names {
+            if let value = parameters[keyword] { environment[variable] = value }
+        }
+        return environment
+    }
+
+    /// Applies the repository's `sql/` migrations.
+    public func migrate() throws {
+        let migrator = try Migrator(directory: repositoryRoot.appendingPathComponent("sql"))
+        try migrator.migrate(on: connection, logger: Logger(label: "test"))
+    }
+
+    /// Creates a database, runs `body` with it and drops it, also when `body` throws.
+    ///
+    /// - Parameter migrated: whether to apply `sql/` first.
+    public static func with<T>(migrated: Bool = true, _ body: (TestDatabase) throws -> T) throws -> T {
+        let admin = try PostgresConnection(connectionString: adminConnectionString)
+        defer { admin.close() }
+        let name = "coupond_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        try admin.execute(PostgresQuery(unsafeSQL: "CREATE DATABASE " + admin.quoteIdentifier(name)))
+        defer {
+            _ = try? admin.execute(
+                PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS " + admin.quoteIdentifier(name) + " WITH (FORCE)")
+            )
+        }
+        let connection = try PostgresConnection(connectionString: adminConnectionString, database: name)
+        defer { connection.close() }
+        let database = TestDatabase(name: name, connection: connection)
+        if migrated { try database.migrate() }
+        return try body(database)
+    }
+}
