@@ -91,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MessagesTests",
-            dependencies: ["Messages"],
+            dependencies: ["Messages", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

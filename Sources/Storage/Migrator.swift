@@ -10,6 +10,12 @@ public struct Migration: Sendable, Equatable {
     public var fileName: String
     /// The file's SQL text.
     public var sql: String
+
+    public init(version: Int, fileName: String, sql: String) {
+        self.version = version
+        self.fileName = fileName
+        self.sql = sql
+    }
 }
 
 /// A migration that the server refused, with the place in the file where it failed.

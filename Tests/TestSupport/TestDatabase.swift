@@ -23,7 +23,12 @@ public final class TestDatabase {
 
     /// Opens another connection to the same database, for tests that need concurrent sessions.
     public func connect() throws -> PostgresConnection {
-        try PostgresConnection(connectionString: Self.adminConnectionString, database: name)
+        try Self.connect(to: name)
+    }
+
+    /// Opens a connection to a test database by name, for threads that must own their connection.
+    public static func connect(to name: String) throws -> PostgresConnection {
+        try PostgresConnection(connectionString: adminConnectionString, database: name)
     }
 
     /// Environment variables that make libpq (and so a child `coupond` process) connect to this database.
@@ -41,7 +46,9 @@ public final class TestDatabase {
     /// Applies the repository's `sql/` migrations.
     public func migrate() throws {
         let migrator = try Migrator(directory: repositoryRoot.appendingPathComponent("sql"))
-        try migrator.migrate(on: connection, logger: Logger(label: "test"))
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        try migrator.migrate(on: connection, logger: logger)
     }
 
     /// Creates a database, runs `body` with it and drops it, also when `body` throws.

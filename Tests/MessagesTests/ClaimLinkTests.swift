@@ -1,0 +1,28 @@
+import Foundation
+import Messages
+import Testing
+
+@Suite struct ClaimLinkTests {
+    @Test func carriesTokenAndUTMAndKeepsTheLoginQuery() throws {
+        let link = try #require(
+            ClaimLink.make(
+                loginURL: "https://shop.example/account/login?lang=en",
+                token: "abc+/=",
+                channel: .sms,
+                campaign: "coupon-7"
+            )
+        )
+        let items = try #require(URLComponents(string: link)?.queryItems)
+        let values = Dictionary(uniqueKeysWithValues: items.map { ($0.name, $0.value ?? "") })
+        #expect(values["lang"] == "en")
+        #expect(values[ClaimLink.tokenParameter] == "abc+/=")
+        #expect(values["utm_source"] == "coupond")
+        #expect(values["utm_medium"] == "sms")
+        #expect(values["utm_campaign"] == "coupon-7")
+        #expect(link.hasPrefix("https://shop.example/account/login?"))
+    }
+
+    @Test func refusesARelativeLoginURL() {
+        #expect(ClaimLink.make(loginURL: "/login", token: "t", channel: .email, campaign: "c") == nil)
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Messages
+import TestSupport
+import Testing
+
+@Suite struct MessageTemplatesTests {
+    let context = MessageContext(
+        shopName: "Tom & Jerry's <Shop>",
+        customerName: "Ann",
+        couponTitle: "10% off",
+        couponDescription: "Orders > $50",
+        couponEndsAt: nil,
+        emailLink: "https://shop.example/login?coupon_claim_token=t&utm_medium=email",
+        smsLink: "https://shop.example/login?coupon_claim_token=t&utm_medium=sms"
+    )
+
+    @Test func htmlIsEscapedAndTextIsNot() throws {
+        let templates = try MessageTemplates(directory: repositoryRoot.appendingPathComponent("templates"))
+        let message = templates.render(context)
+        #expect(message.emailHTML.contains("Tom &amp; Jerry"))
+        #expect(message.emailHTML.contains("&lt;Shop&gt;"))
+        #expect(!message.emailHTML.contains("<Shop>"))
+        #expect(message.emailHTML.contains("CHECK YOUR COUPON"))
+        #expect(message.emailHTML.contains("coupon_claim_token=t&amp;utm_medium=email"))
+        #expect(message.emailSubject == "Tom & Jerry's <Shop> has a coupon for you: 10% off")
+        #expect(message.emailText.contains("CHECK YOUR COUPON: https://shop.example/login?coupon_claim_token=t&utm_medium=email"))
+        #expect(message.emailText.contains("Hi Ann,"))
+        #expect(message.smsText.contains("https://shop.example/login?coupon_claim_token=t&utm_medium=sms"))
+        #expect(message.smsSegments == SMSSegments(text: message.smsText))
+    }
+
+    @Test func aMissingTemplateIsNamed() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for name in MessageTemplates.fileNames where name != "sms.mustache" {
+            try Data("{{shop_name}}".utf8).write(to: folder.appendingPathComponent(name))
+        }
+        let error = #expect(throws: TemplateError.self) { try MessageTemplates(directory: folder) }
+        #expect(error?.file.hasSuffix("sms.mustache") == true)
+        try Data("{{#unclosed}}".utf8).write(to: folder.appendingPathComponent("sms.mustache"))
+        let parse = #expect(throws: TemplateError.self) { try MessageTemplates(directory: folder) }
+        #expect(parse?.description.contains("not valid Mustache") == true)
+    }
+}
