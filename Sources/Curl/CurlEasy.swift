@@ -55,7 +55,11 @@ public final class CurlEasyClient {
             }
             func check(_ code: CURLcode, _ operation: String) throws {
                 guard code == CURLE_OK else {
-                    throw CurlError(code: code, detail: String(cString: errorPointer.baseAddress!), operation: operation)
+                    throw CurlError(
+                        code: code,
+                        detail: String(cString: errorPointer.baseAddress!),
+                        operation: operation
+                    )
                 }
             }
             try set(CURLOPT_ERRORBUFFER, pointer: errorPointer.baseAddress)
@@ -69,7 +73,9 @@ public final class CurlEasyClient {
             if let body = request.body {
                 try set(CURLOPT_POSTFIELDSIZE_LARGE, body.count)
                 // COPYPOSTFIELDS copies the bytes, so they need not outlive this call.
-                try body.withUnsafeBytes { try set(CURLOPT_COPYPOSTFIELDS, pointer: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)) }
+                try body.withUnsafeBytes {
+                    try set(CURLOPT_COPYPOSTFIELDS, pointer: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1))
+                }
             }
             let userdata = Unmanaged.passUnretained(box).toOpaque()
             try check(ccurl_easy_setopt_write_callback(handle, CURLOPT_WRITEFUNCTION, curlWriteBody), "setopt")

@@ -68,7 +68,9 @@ public struct TemplateError: Error, CustomStringConvertible {
 /// | `email.txt.mustache` | the text part | none (plain text) |
 /// | `sms.mustache` | the SMS body | none (plain text) |
 public struct MessageTemplates: Sendable {
-    public static let fileNames = ["email_subject.mustache", "email.html.mustache", "email.txt.mustache", "sms.mustache"]
+    public static let fileNames = [
+        "email_subject.mustache", "email.html.mustache", "email.txt.mustache", "sms.mustache",
+    ]
 
     private let subject: MustacheTemplate
     private let html: MustacheTemplate
@@ -114,4 +116,3 @@ public struct MessageTemplates: Sendable {
         )
     }
 }
-

@@ -124,7 +124,8 @@ struct PreviewCommand: ParsableCommand {
     private func text(_ output: Output) -> String {
         let fee: String
         if let perMessage = output.smsFeePerMessage, let total = output.smsEstimatedFee {
-            fee = "\(perMessage) \(output.currency) per message; about \(total) \(output.currency) for "
+            fee =
+                "\(perMessage) \(output.currency) per message; about \(total) \(output.currency) for "
                 + "\(output.smsRecipients) customers with a mobile number and SMS consent"
         } else {
             fee = "unknown (set sms.price_per_segment in the configuration)"

@@ -23,7 +23,11 @@ import Testing
         #expect(message.emailHTML.contains("CHECK YOUR COUPON"))
         #expect(message.emailHTML.contains("coupon_claim_token=t&amp;utm_medium=email"))
         #expect(message.emailSubject == "Tom & Jerry's <Shop> has a coupon for you: 10% off")
-        #expect(message.emailText.contains("CHECK YOUR COUPON: https://shop.example/login?coupon_claim_token=t&utm_medium=email"))
+        #expect(
+            message.emailText.contains(
+                "CHECK YOUR COUPON: https://shop.example/login?coupon_claim_token=t&utm_medium=email"
+            )
+        )
         #expect(message.emailText.contains("Hi Ann,"))
         #expect(message.smsText.contains("https://shop.example/login?coupon_claim_token=t&utm_medium=sms"))
         #expect(message.smsSegments == SMSSegments(text: message.smsText))

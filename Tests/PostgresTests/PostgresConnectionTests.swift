@@ -101,7 +101,9 @@ import Testing
             )
             #expect(count == values.count)
             var read: [String?] = []
-            let out = try db.connection.copyOut("COPY (SELECT value FROM t ORDER BY id) TO STDOUT") { read.append($0[0]) }
+            let out = try db.connection.copyOut("COPY (SELECT value FROM t ORDER BY id) TO STDOUT") {
+                read.append($0[0])
+            }
             #expect(out == values.count)
             #expect(read == values)
         }

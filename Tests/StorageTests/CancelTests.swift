@@ -41,7 +41,9 @@ import Testing
         try TestDatabase.with { db in
             let id = try Self.scheduledSend(db)
             try Fixtures(db.connection).setClock(Self.scheduled.addingTimeInterval(-7199))
-            let refusal = #expect(throws: SendRefusal.self) { try SendStore(connection: db.connection).cancel(sendID: id) }
+            let refusal = #expect(throws: SendRefusal.self) {
+                try SendStore(connection: db.connection).cancel(sendID: id)
+            }
             #expect(refusal?.rule == "cancel_until_2h_before")
             // A raw UPDATE is held to the same rule.
             let raw = #expect(throws: PostgresError.self) {

@@ -58,7 +58,9 @@ import Testing
     @Test func exactlyTwoHoursAheadOnTheHourIsAccepted() throws {
         try TestDatabase.with { db in
             let s = try Self.setup(db)
-            #expect(try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2026, 12, 1, 12)) == nil)
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2026, 12, 1, 12)) == nil
+            )
             let row = try db.connection.queryRow("SELECT status, created_at FROM coupond.sends")
             #expect(try row?.decode("status", as: String.self) == "not_started")
             #expect(try row?.decode("created_at", as: Date.self) == Self.now)
@@ -151,9 +153,13 @@ import Testing
             let otherGroup = try fixtures.group(shop: otherShop, members: 1)
             let otherCoupon = try fixtures.coupon(shop: otherShop)
             let at = utc(2026, 12, 1, 12)
-            #expect(try Self.insert(db, shop: s.shop, group: otherGroup, coupon: s.coupon, at: at) == "sends_group_same_shop")
             #expect(
-                try Self.insert(db, shop: s.shop, group: s.group, coupon: otherCoupon, at: at) == "sends_coupon_same_shop"
+                try Self.insert(db, shop: s.shop, group: otherGroup, coupon: s.coupon, at: at)
+                    == "sends_group_same_shop"
+            )
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: otherCoupon, at: at)
+                    == "sends_coupon_same_shop"
             )
             #expect(try Self.insert(db, shop: s.shop, group: 999_999, coupon: s.coupon, at: at) == "sends_group_exists")
             #expect(try Self.insert(db, shop: s.shop, group: s.group, coupon: 999_999, at: at) == "sends_coupon_exists")
@@ -176,7 +182,10 @@ import Testing
             coupon.status = status
             coupon.target = target
             let s = try Self.setup(db, coupon: coupon)
-            #expect(try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2026, 12, 1, 12)) == expected)
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2026, 12, 1, 12))
+                    == expected
+            )
         }
     }
 
@@ -186,7 +195,10 @@ import Testing
             expired.endsAt = Self.now
             let s = try Self.setup(db, coupon: expired)
             let at = utc(2026, 12, 1, 12)
-            #expect(try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: at) == "sends_coupon_not_expired")
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: at)
+                    == "sends_coupon_not_expired"
+            )
 
             var lastSecond = Fixtures.Coupon()
             lastSecond.endsAt = Self.now.addingTimeInterval(1)
@@ -207,12 +219,18 @@ import Testing
             let s = try Self.setup(db, members: 10, coupon: coupon)
             let fixtures = Fixtures(db.connection)
             let at = utc(2026, 12, 1, 12)
-            #expect(try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: at) == "sends_coupon_remaining_limit")
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: at)
+                    == "sends_coupon_remaining_limit"
+            )
 
             coupon.receiveLimit = 12
             coupon.claimedCount = 2
             let claimed = try fixtures.coupon(shop: s.shop, coupon)
-            #expect(try Self.insert(db, shop: s.shop, group: s.group, coupon: claimed, at: at) == "sends_coupon_remaining_limit")
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: claimed, at: at)
+                    == "sends_coupon_remaining_limit"
+            )
 
             coupon.receiveLimit = 11
             coupon.claimedCount = 0
@@ -236,7 +254,9 @@ import Testing
                 WHERE group_id = \(s.group) AND customer_id = (SELECT min(customer_id) FROM coupond.group_members)
                 """
             )
-            #expect(try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2026, 12, 1, 12)) == nil)
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2026, 12, 1, 12)) == nil
+            )
         }
     }
 
@@ -267,7 +287,9 @@ import Testing
     @Test func aScheduledSendCannotBeRewritten() throws {
         try TestDatabase.with { db in
             let s = try Self.setup(db)
-            #expect(try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2026, 12, 1, 12)) == nil)
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2026, 12, 1, 12)) == nil
+            )
             let error = #expect(throws: PostgresError.self) {
                 try db.connection.execute("UPDATE coupond.sends SET scheduled_at = scheduled_at - interval '1 hour'")
             }

@@ -35,8 +35,10 @@ public final class TestDatabase {
     public var environment: [String: String] {
         var environment: [String: String] = [:]
         let parameters = connection.parameters
-        let names = ["host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER",
-                     "password": "PGPASSWORD", "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"]
+        let names = [
+            "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER",
+            "password": "PGPASSWORD", "dbname": "PGDATABASE", "sslmode": "PGSSLMODE",
+        ]
         for (keyword, variable) in names {
             if let value = parameters[keyword] { environment[variable] = value }
         }

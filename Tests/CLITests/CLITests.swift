@@ -1,0 +1,293 @@
+import Foundation
+import Postgres
+import Storage
+import TestSupport
+import Testing
+
+/// The `coupond` binary as scripts and people use it: output, error text and exit codes.
+@Suite struct CLITests {
+    struct World {
+        var db: TestDatabase
+        var shop: Int64
+        var group: Int64
+        var coupon: Int64
+
+        /// Runs coupond against this test's database, from the repository root (templates/, sql/).
+        func coupond(_ arguments: String...) throws -> ProcessResult {
+            var environment: [String: String?] = db.environment.mapValues { $0 }
+            environment["DATABASE_URL"] = .some(nil)
+            environment["COUPOND_DATABASE_URL"] = .some(nil)
+            return try runProduct("coupond", arguments, environment: environment, currentDirectory: repositoryRoot)
+        }
+    }
+
+    static func world(timeZone: String = "Asia/Kolkata", _ body: (World) throws -> Void) throws {
+        try TestDatabase.with { db in
+            let fixtures = Fixtures(db.connection)
+            // 10:00 in Kolkata.
+            try fixtures.setClock(utc(2026, 12, 1, 4, 30))
+            let shop = try fixtures.shop(timeZone: timeZone)
+            try body(
+                World(
+                    db: db,
+                    shop: shop,
+                    group: try fixtures.group(shop: shop, members: 5),
+                    coupon: try fixtures.coupon(shop: shop)
+                )
+            )
+        }
+    }
+
+    @Test func scheduleInShopTimePrintsTheNewSend() throws {
+        try Self.world { world in
+            let result = try world.coupond(
+                "schedule",
+                "--shop",
+                "\(world.shop)",
+                "--group",
+                "\(world.group)",
+                "--coupon",
+                "\(world.coupon)",
+                "--channels",
+                "email,sms",
+                "--at",
+                "2026-12-01 12:00",
+                "--json"
+            )
+            #expect(result.status == 0, "\(result.stderr)")
+            let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            #expect(json?["status"] as? String == "not_started")
+            #expect(json?["scheduled_at"] as? String == "2026-12-01T06:30:00Z")
+            #expect(json?["email"] as? Bool == true)
+            #expect(json?["sms"] as? Bool == true)
+        }
+    }
+
+    @Test func aTimeGivenInAnotherZoneIsCheckedInTheShopsZone() throws {
+        try Self.world { world in
+            let base = [
+                "schedule", "--shop", "\(world.shop)", "--group", "\(world.group)", "--coupon", "\(world.coupon)",
+                "--channels", "sms", "--at",
+            ]
+            // 12:00 in Berlin is 16:30 in Kolkata: not the shop's hour.
+            let berlin = try runAs(world, base + ["2026-12-01T12:00:00+01:00"])
+            #expect(berlin.status == 65)
+            #expect(berlin.stderr.contains("sends_scheduled_on_the_hour"))
+            #expect(berlin.stderr.contains("hint: Choose a whole hour"))
+            // 08:30 UTC is 14:00 in Kolkata.
+            let utcTime = try runAs(world, base + ["2026-12-01T08:30Z"])
+            #expect(utcTime.status == 0, "\(utcTime.stderr)")
+            #expect(utcTime.stdout.contains("2026-12-01 14:00 +05:30"))
+        }
+    }
+
+    private func runAs(_ world: World, _ arguments: [String]) throws -> ProcessResult {
+        var environment: [String: String?] = world.db.environment.mapValues { $0 }
+        environment["DATABASE_URL"] = .some(nil)
+        return try runProduct("coupond", arguments, environment: environment, currentDirectory: repositoryRoot)
+    }
+
+    @Test func refusalsNameTheRuleAndExit65() throws {
+        try Self.world { world in
+            let tooSoon = try world.coupond(
+                "schedule",
+                "--shop",
+                "\(world.shop)",
+                "--group",
+                "\(world.group)",
+                "--coupon",
+                "\(world.coupon)",
+                "--channels",
+                "email",
+                "--at",
+                "2026-12-01 11:00"
+            )
+            #expect(tooSoon.status == 65)
+            #expect(tooSoon.stderr.contains("less than 2 hours from now [sends_scheduled_2h_ahead]"))
+            #expect(tooSoon.stderr.contains("The earliest time you can choose now is 2026-12-01 12:00 (Asia/Kolkata)"))
+            #expect(tooSoon.stdout.isEmpty)
+
+            try world.db.connection.execute(
+                "UPDATE coupond.coupons SET status = 'unpublished' WHERE id = \(world.coupon)"
+            )
+            let unpublished = try world.coupond(
+                "schedule",
+                "--shop",
+                "\(world.shop)",
+                "--group",
+                "\(world.group)",
+                "--coupon",
+                "\(world.coupon)",
+                "--channels",
+                "email",
+                "--at",
+                "2026-12-01 13:00"
+            )
+            #expect(unpublished.status == 65)
+            #expect(unpublished.stderr.contains("sends_coupon_published"))
+        }
+    }
+
+    @Test func badCommandLineInputExits64BeforeTouchingTheDatabase() throws {
+        try Self.world { world in
+            let channels = try world.coupond(
+                "schedule",
+                "--shop",
+                "1",
+                "--group",
+                "1",
+                "--coupon",
+                "1",
+                "--channels",
+                "fax",
+                "--at",
+                "2026-12-01 12:00"
+            )
+            #expect(channels.status == 64)
+            #expect(channels.stderr.contains("--channels must be email, sms or email,sms"))
+            let time = try world.coupond(
+                "schedule",
+                "--shop",
+                "1",
+                "--group",
+                "1",
+                "--coupon",
+                "1",
+                "--channels",
+                "sms",
+                "--at",
+                "tomorrow"
+            )
+            #expect(time.status == 64)
+            #expect(time.stderr.contains("--at must be"))
+            let number = try world.coupond("cancel", "forty-two")
+            #expect(number.status == 64)
+            let both = try world.coupond("status")
+            #expect(both.status == 64)
+        }
+    }
+
+    @Test func cancelAndStatusShowTheSend() throws {
+        try Self.world { world in
+            let scheduled = try world.coupond(
+                "schedule",
+                "--shop",
+                "\(world.shop)",
+                "--group",
+                "\(world.group)",
+                "--coupon",
+                "\(world.coupon)",
+                "--channels",
+                "email",
+                "--at",
+                "2026-12-01 15:00",
+                "--json"
+            )
+            let json = try JSONSerialization.jsonObject(with: Data(scheduled.stdout.utf8)) as? [String: Any]
+            let id = try #require(json?["send_id"] as? Int)
+            let cancelled = try world.coupond("cancel", "\(id)")
+            #expect(cancelled.status == 0, "\(cancelled.stderr)")
+            #expect(cancelled.stdout.contains("Cancelled"))
+            let again = try world.coupond("cancel", "\(id)")
+            #expect(again.status == 65)
+            #expect(again.stderr.contains("already cancelled"))
+            let missing = try world.coupond("cancel", "999999")
+            #expect(missing.status == 66)
+
+            let table = try world.coupond("status", "--group", "\(world.group)")
+            #expect(table.status == 0)
+            #expect(table.stdout.contains("SEND"))
+            #expect(table.stdout.contains("\(id)"))
+            #expect(table.stdout.contains("Cancelled"))
+            let one = try world.coupond("status", "\(id)", "--json")
+            let status = try JSONSerialization.jsonObject(with: Data(one.stdout.utf8)) as? [String: Any]
+            #expect(status?["status"] as? String == "cancelled")
+            let unknown = try world.coupond("status", "999999")
+            #expect(unknown.status == 66)
+        }
+    }
+
+    @Test func previewRendersEveryPartWithSegmentsAndFee() throws {
+        try Self.world { world in
+            let result = try runProduct(
+                "coupond",
+                [
+                    "preview", "--shop", "\(world.shop)", "--group", "\(world.group)", "--coupon", "\(world.coupon)",
+                    "--json",
+                ],
+                environment: world.db.environment.merging(["COUPOND_SMS_PRICE_PER_SEGMENT": "0.05"]) { $1 }
+                    .mapValues { $0 },
+                currentDirectory: repositoryRoot
+            )
+            #expect(result.status == 0, "\(result.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            #expect((json["email_subject"] as? String)?.contains("10% off") == true)
+            #expect((json["email_html"] as? String)?.contains("CHECK YOUR COUPON") == true)
+            #expect((json["email_text"] as? String)?.contains("utm_medium=email") == true)
+            let sms = try #require(json["sms_text"] as? String)
+            #expect(sms.contains("utm_medium=sms"))
+            #expect(json["sms_encoding"] as? String == "GSM-7")
+            let segments = try #require(json["sms_segments"] as? Int)
+            #expect(segments == (sms.count <= 160 ? 1 : (sms.count + 152) / 153))
+            #expect(json["sms_recipients"] as? Int == 5)
+            #expect(json["currency"] as? String == "USD")
+            let fee = try #require(json["sms_estimated_fee"] as? Double)
+            #expect(abs(fee - 0.05 * Double(segments) * 5) < 0.000_1)
+        }
+    }
+
+    @Test func anUnreachableDatabaseExits69() throws {
+        let result = try runProduct(
+            "coupond",
+            ["status", "1", "--database-url", "postgresql://127.0.0.1:1/none?connect_timeout=2"]
+        )
+        #expect(result.status == 69)
+        #expect(result.stderr.contains("cannot connect to the database"))
+    }
+
+    @Test func aBadConfigurationFileExits78NamingTheSetting() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("coupond-\(UUID()).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data(#"{"sms": {"price_per_segment": "cheap"}}"#.utf8).write(to: file)
+        let result = try runProduct("coupond", ["status", "1", "--config", file.path])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("sms.price_per_segment"))
+        try Data(#"{"database": {"url": 5}}"#.utf8).write(to: file)
+        let typed = try runProduct("coupond", ["status", "1", "--config", file.path])
+        #expect(typed.status == 78)
+        #expect(typed.stderr.contains("database.url"))
+    }
+
+    @Test func migrateTwiceIsANoOp() throws {
+        try TestDatabase.with(migrated: false) { db in
+            var environment: [String: String?] = db.environment.mapValues { $0 }
+            environment["DATABASE_URL"] = .some(nil)
+            let first = try runProduct(
+                "coupond",
+                ["migrate"],
+                environment: environment,
+                currentDirectory: repositoryRoot
+            )
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stdout.contains("applied 0001_source_data.sql"))
+            let second = try runProduct(
+                "coupond",
+                ["migrate"],
+                environment: environment,
+                currentDirectory: repositoryRoot
+            )
+            #expect(second.status == 0)
+            #expect(second.stdout.contains("up to date"))
+        }
+    }
+
+    @Test func helpExplainsEachCommand() throws {
+        let help = try runProduct("coupond", ["--help"])
+        #expect(help.status == 0)
+        for command in ["migrate", "schedule", "cancel", "status", "preview"] {
+            #expect(help.stdout.contains(command))
+        }
+        let schedule = try runProduct("coupond", ["schedule", "--help"])
+        #expect(schedule.stdout.contains("on the hour"))
+    }
+}
