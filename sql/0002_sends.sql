@@ -42,13 +42,19 @@ CREATE TABLE coupond.sends (
     lease_expires_at    timestamptz,
     heartbeat_at        timestamptz,
     attempts            integer NOT NULL DEFAULT 0,
+    -- The coupon's conditions_version when the send was scheduled; a change by the hour makes it inapplicable.
+    coupon_conditions_version integer,
+    -- The merchant's notice (rule 8): pending once the send has ended, then sent or failed.
+    notice_status       text CONSTRAINT sends_notice_status_known CHECK (notice_status IN ('pending', 'sent', 'failed')),
+    notice_error        text,
     CONSTRAINT sends_channel_required CHECK (send_email OR send_sms),
     CONSTRAINT sends_failure_reason_when_failed CHECK ((status = 'failed') = (failure_reason IS NOT NULL)),
     CONSTRAINT sends_counts_non_negative CHECK (sent_count >= 0 AND failed_count >= 0 AND recipient_count >= 0)
 );
 
--- The poll for due work reads only unfinished sends.
-CREATE INDEX sends_due ON coupond.sends (scheduled_at) WHERE status IN ('not_started', 'sending');
+-- The poll for due work reads only unfinished sends and unsent notices.
+CREATE INDEX sends_due ON coupond.sends (scheduled_at)
+    WHERE status IN ('not_started', 'sending') OR notice_status = 'pending';
 CREATE INDEX sends_by_group ON coupond.sends (group_id, scheduled_at DESC);
 
 -- Raises a refusal that names the broken rule in the constraint field, so callers can tell rules apart.
@@ -188,6 +194,9 @@ BEGIN
     NEW.lease_expires_at := NULL;
     NEW.heartbeat_at := NULL;
     NEW.attempts := 0;
+    NEW.coupon_conditions_version := coupon.conditions_version;
+    NEW.notice_status := NULL;
+    NEW.notice_error := NULL;
     RETURN NEW;
 END;
 $$;
@@ -231,7 +240,13 @@ BEGIN
         ELSIF NEW.status IN ('done', 'failed', 'cancelled') THEN
             NEW.finished_at := coalesce(NEW.finished_at, now_at);
         END IF;
-    ELSIF OLD.status IN ('done', 'failed', 'cancelled') AND NEW IS DISTINCT FROM OLD THEN
+    ELSIF OLD.status IN ('done', 'failed', 'cancelled')
+        AND (NEW.failure_reason, NEW.recipient_count, NEW.sent_count, NEW.failed_count, NEW.sms_segments,
+             NEW.sms_cost, NEW.started_at, NEW.finished_at, NEW.coupon_conditions_version)
+            IS DISTINCT FROM
+            (OLD.failure_reason, OLD.recipient_count, OLD.sent_count, OLD.failed_count, OLD.sms_segments,
+             OLD.sms_cost, OLD.started_at, OLD.finished_at, OLD.coupon_conditions_version)
+    THEN
         PERFORM coupond.refuse('sends_finished_immutable', format('send %s is %s and can no longer change',
                 OLD.id, OLD.status),
             NULL, 'object_not_in_prerequisite_state');

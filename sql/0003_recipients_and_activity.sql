@@ -6,8 +6,8 @@ CREATE TABLE coupond.send_recipients (
     -- Addresses as they were at send time, so the failure report shows what was tried.
     email               text,
     mobile              text,
-    -- SHA-256 of the claim token; the token itself is never stored.
-    token_hash          bytea NOT NULL CONSTRAINT send_recipients_token_hash_length CHECK (length(token_hash) = 32),
+    -- SHA-256 of the claim token, written before the first message goes out; the token itself is never stored.
+    token_hash          bytea CONSTRAINT send_recipients_token_hash_length CHECK (length(token_hash) = 32),
     -- NULL when the send does not use the channel.
     email_status        text CHECK (email_status IN ('pending', 'sent', 'failed')),
     email_error         text,

@@ -41,7 +41,7 @@ import Testing
                 let body = try await request.bodyData
                 return HTTPResponse(
                     statusCode: .created,
-                    headers: [HTTPHeader("X-Seen-Auth"): request.headers[HTTPHeader("Authorization")] ?? ""],
+                    headers: HTTPHeaders([HTTPHeader("X-Seen-Auth"): request.headers[HTTPHeader("Authorization")] ?? ""]),
                     body: body
                 )
             }
@@ -67,7 +67,7 @@ import Testing
     @Test func anErrorStatusIsAResponseNotAnError() async throws {
         try await Self.withServer({ server in
             await server.appendRoute("POST /busy") { _ in
-                HTTPResponse(statusCode: .tooManyRequests, headers: [HTTPHeader("Retry-After"): "7"])
+                HTTPResponse(statusCode: .tooManyRequests, headers: HTTPHeaders([HTTPHeader("Retry-After"): "7"]))
             }
         }) { base in
             let response = try CurlEasyClient().perform(HTTPRequest(method: "POST", url: base + "/busy", body: Data()))

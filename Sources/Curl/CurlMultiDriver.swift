@@ -1,0 +1,224 @@
+internal import CCurl
+import Foundation
+import Synchronization
+
+/// Runs many HTTP requests at once on one thread with libcurl's multi interface.
+///
+/// Other threads ``submit(_:notBefore:limiter:completion:)`` requests; the driver thread starts them when their time
+/// has come, the rate limiter allows and fewer than `maxInFlight` are running, reusing connections through the multi
+/// handle's cache. Completions run on the driver thread and must be quick (hand work elsewhere).
+///
+/// ### Threading
+/// One driver thread owns the `CURLM` handle and every easy handle; other threads only touch the submission queue
+/// (a `Mutex`) and call `curl_multi_wakeup`, which libcurl allows from any thread.
+///
+/// ### Ownership
+/// ``start()`` creates the thread; ``shutdown()`` fails what was not started, waits for the running transfers and
+/// frees the handles. The multi handle is created in `init` and cleaned up by the driver thread as it exits.
+///
+/// Related libcurl documentation: https://curl.se/libcurl/c/libcurl-multi.html
+public final class CurlMultiDriver: Sendable {
+    /// A request waiting to start or running.
+    final class Job: @unchecked Sendable {
+        // Immutable after init, or touched only by the driver thread (transfer).
+        let request: HTTPRequest
+        let notBefore: ContinuousClock.Instant
+        let limiter: RateLimiter?
+        let completion: @Sendable (Result<HTTPResponse, CurlError>) -> Void
+        var transfer: CurlTransfer?
+
+        init(
+            request: HTTPRequest,
+            notBefore: ContinuousClock.Instant,
+            limiter: RateLimiter?,
+            completion: @escaping @Sendable (Result<HTTPResponse, CurlError>) -> Void
+        ) {
+            self.request = request
+            self.notBefore = notBefore
+            self.limiter = limiter
+            self.completion = completion
+        }
+    }
+
+    private struct Shared {
+        var incoming: [Job] = []
+        var stopping = false
+        var started = false
+    }
+
+    /// The multi handle, as an integer so that the class stays `Sendable`; only the driver thread uses it after
+    /// `init`, except for `curl_multi_wakeup`.
+    private let multiAddress: UInt
+    private let maxInFlight: Int
+    private let shared = Mutex(Shared())
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// - Parameters:
+    ///   - maxInFlight: most transfers running at once (across all gateways).
+    ///   - maxConnectionsPerHost: libcurl `CURLMOPT_MAX_HOST_CONNECTIONS`.
+    public init(maxInFlight: Int = 64, maxConnectionsPerHost: Int = 64) {
+        guard let multi = curl_multi_init() else { preconditionFailure("curl_multi_init failed: out of memory") }
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(maxInFlight, maxConnectionsPerHost))
+        multiAddress = UInt(bitPattern: multi)
+        self.maxInFlight = maxInFlight
+    }
+
+    private var multi: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: multiAddress)! }
+
+    /// Starts the driver thread.
+    public func start() {
+        let alreadyStarted = shared.withLock { state in
+            defer { state.started = true }
+            return state.started
+        }
+        precondition(!alreadyStarted, "CurlMultiDriver.start() called twice")
+        let thread = Thread { [self] in
+            runLoop()
+            finished.signal()
+        }
+        thread.name = "curl-driver"
+        thread.start()
+    }
+
+    /// Queues a request.
+    ///
+    /// - Parameters:
+    ///   - notBefore: the request does not start before this instant (retry backoff, `Retry-After`).
+    ///   - limiter: a rate limit the request counts against.
+    ///   - completion: called once on the driver thread with the response or the transfer error.
+    public func submit(
+        _ request: HTTPRequest,
+        notBefore: ContinuousClock.Instant = .now,
+        limiter: RateLimiter? = nil,
+        completion: @escaping @Sendable (Result<HTTPResponse, CurlError>) -> Void
+    ) {
+        let job = Job(request: request, notBefore: notBefore, limiter: limiter, completion: completion)
+        let accepted = shared.withLock { state -> Bool in
+            guard !state.stopping else { return false }
+            state.incoming.append(job)
+            return true
+        }
+        guard accepted else {
+            completion(.failure(CurlError(shutdown: ())))
+            return
+        }
+        curl_multi_wakeup(multi)
+    }
+
+    /// Sends one request and waits for its response, from a thread that may block.
+    public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<HTTPResponse, CurlError>?>(nil)
+        submit(request) { result in
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.withLock { $0! }.get()
+    }
+
+    /// Fails queued requests that have not started, lets running ones finish, and stops the thread.
+    public func shutdown() {
+        let started = shared.withLock { state in
+            state.stopping = true
+            return state.started
+        }
+        guard started else {
+            curl_multi_cleanup(multi)
+            return
+        }
+        curl_multi_wakeup(multi)
+        finished.wait()
+    }
+
+    // MARK: - Driver thread
+
+    private func runLoop() {
+        var waiting: [Job] = []
+        var running: [UInt: Job] = [:]
+        var idleHandles: [UnsafeMutableRawPointer] = []
+        defer {
+            for handle in idleHandles { curl_easy_cleanup(handle) }
+            curl_multi_cleanup(multi)
+        }
+        while true {
+            let (incoming, stopping) = shared.withLock { state in
+                defer { state.incoming.removeAll(keepingCapacity: true) }
+                return (state.incoming, state.stopping)
+            }
+            waiting.append(contentsOf: incoming)
+            if stopping {
+                for job in waiting { job.completion(.failure(CurlError(shutdown: ()))) }
+                waiting.removeAll()
+                if running.isEmpty { return }
+            }
+
+            // Start what may start; remember when the next waiting job becomes startable.
+            let now = ContinuousClock.now
+            var nextWake = now.advanced(by: .seconds(1))
+            var index = 0
+            while index < waiting.count, running.count < maxInFlight {
+                let job = waiting[index]
+                if job.notBefore > now {
+                    nextWake = min(nextWake, job.notBefore)
+                    index += 1
+                    continue
+                }
+                if let limiter = job.limiter, let ready = limiter.acquire(now: now) {
+                    nextWake = min(nextWake, ready)
+                    index += 1
+                    continue
+                }
+                waiting.swapAt(index, waiting.count - 1)
+                waiting.removeLast()
+                let handle = idleHandles.popLast() ?? curl_easy_init()!
+                do {
+                    let transfer = try CurlTransfer(handle: handle, request: job.request)
+                    job.transfer = transfer
+                    curl_multi_add_handle(multi, handle)
+                    running[UInt(bitPattern: handle)] = job
+                } catch let error as CurlError {
+                    idleHandles.append(handle)
+                    job.completion(.failure(error))
+                } catch {
+                    idleHandles.append(handle)
+                }
+            }
+
+            var stillRunning: Int32 = 0
+            curl_multi_perform(multi, &stillRunning)
+            var remaining: Int32 = 0
+            while let message = curl_multi_info_read(multi, &remaining) {
+                guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle else { continue }
+                let code = message.pointee.data.result
+                curl_multi_remove_handle(multi, handle)
+                guard let job = running.removeValue(forKey: UInt(bitPattern: handle)) else { continue }
+                let result = job.transfer?.result(code) ?? .failure(CurlError(shutdown: ()))
+                job.transfer = nil
+                idleHandles.append(handle)
+                job.completion(result)
+            }
+
+            let hasStartable = !waiting.isEmpty && running.count < maxInFlight
+            let timeout = hasStartable ? max(0, Self.milliseconds(until: nextWake)) : 1000
+            curl_multi_poll(multi, nil, 0, Int32(min(timeout, 1000)), nil)
+        }
+    }
+
+    private static func milliseconds(until instant: ContinuousClock.Instant) -> Int {
+        let duration = instant - ContinuousClock.now
+        let (seconds, attoseconds) = duration.components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+extension CurlError {
+    /// The driver stopped before the request could start.
+    init(shutdown: Void) {
+        self.init(code: CURLE_ABORTED_BY_CALLBACK, detail: "driver shut down", operation: "submit")
+    }
+
+    /// Whether the driver refused the request because it is shutting down.
+    public var isShutdown: Bool { operation == "submit" }
+}

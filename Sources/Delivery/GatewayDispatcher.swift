@@ -1,0 +1,79 @@
+public import Curl
+import Foundation
+public import Logging
+
+/// Delivers messages through one gateway with retries, a rate limit and a shared libcurl driver.
+public final class GatewayDispatcher: Sendable {
+    public let gateway: any Gateway
+    private let driver: CurlMultiDriver
+    private let retry: RetryPolicy
+    private let limiter: RateLimiter?
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - ratePerSecond: the gateway's rate limit; `nil` for none.
+    public init(
+        gateway: any Gateway,
+        driver: CurlMultiDriver,
+        retry: RetryPolicy = RetryPolicy(),
+        ratePerSecond: Double? = nil,
+        logger: Logger
+    ) {
+        self.gateway = gateway
+        self.driver = driver
+        self.retry = retry
+        self.limiter = ratePerSecond.map { RateLimiter(ratePerSecond: $0) }
+        var logger = logger
+        logger[metadataKey: "gateway"] = "\(gateway.name)"
+        self.logger = logger
+    }
+
+    /// Delivers `message`, retrying as the policy allows, and calls `completion` once with the outcome.
+    ///
+    /// `completion` runs on the libcurl driver thread: it must be quick.
+    public func dispatch(_ message: OutgoingMessage, completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
+        attempt(1, message, request: gateway.request(for: message), notBefore: .now, completion: completion)
+    }
+
+    private func attempt(
+        _ number: Int,
+        _ message: OutgoingMessage,
+        request: HTTPRequest,
+        notBefore: ContinuousClock.Instant,
+        completion: @escaping @Sendable (DeliveryOutcome) -> Void
+    ) {
+        driver.submit(request, notBefore: notBefore, limiter: limiter) { [self] result in
+            let verdict: GatewayVerdict
+            switch result {
+            case .success(let response):
+                verdict = gateway.verdict(for: response)
+            case .failure(let error) where error.isShutdown:
+                completion(.failed(.systemError, detail: "delivery stopped: daemon shutting down", attempts: number))
+                return
+            case .failure(let error):
+                verdict = .retry(after: nil, detail: error.description)
+            }
+            switch verdict {
+            case .accepted(let id, let segments):
+                completion(.sent(messageID: id, segments: segments, attempts: number))
+            case .refused(let reason, let detail):
+                completion(.failed(reason, detail: detail, attempts: number))
+            case .retry(let after, let detail):
+                guard number < retry.maxAttempts else {
+                    logger.debug("giving up on message", metadata: ["attempts": "\(number)", "last": "\(detail)"])
+                    completion(.failed(.retriesExhausted, detail: detail, attempts: number))
+                    return
+                }
+                let delay = retry.delay(afterAttempt: number, retryAfter: after)
+                logger.trace("retrying message", metadata: ["attempt": "\(number)", "delay": "\(delay)"])
+                attempt(
+                    number + 1,
+                    message,
+                    request: request,
+                    notBefore: .now.advanced(by: .milliseconds(Int64(delay * 1000))),
+                    completion: completion
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import Crypto
+public import Foundation
+
+/// Derives customers' claim tokens and the hashes stored in their place.
+///
+/// A token is HMAC-SHA256(key, "claim:<send>:<customer>"), base64url without padding (43 characters, 256 bits).
+/// Deriving it rather than drawing it at random means a message retried after a crash carries the same link, and
+/// the token itself never needs storing: only SHA-256 of its text goes to the database, which is what
+/// `coupond.claim_coupon` compares against. Without the key, tokens cannot be guessed.
+public struct ClaimTokenIssuer: Sendable {
+    private let keyData: Data
+
+    /// - Parameter key: at least 32 bytes of secret material.
+    public init(key: Data) {
+        precondition(key.count >= 32, "claim token key must be at least 32 bytes")
+        self.keyData = key
+    }
+
+    /// The token of one customer in one send.
+    public func token(sendID: Int64, customerID: Int64) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("claim:\(sendID):\(customerID)".utf8), using: SymmetricKey(data: keyData))
+        return Data(mac).base64URLEncoded()
+    }
+
+    /// SHA-256 of the token's UTF-8 text, as stored in `send_recipients.token_hash`.
+    public static func hash(_ token: String) -> Data {
+        Data(SHA256.hash(data: Data(token.utf8)))
+    }
+}
+
+extension Data {
+    /// Base64url without padding (RFC 4648 §5), safe in URLs without escaping.
+    public func base64URLEncoded() -> String {
+        base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Lower-case hexadecimal.
+    public var hexString: String {
+        map { String(format: "%02x", $0) }.joined()
+    }
+}
