@@ -51,3 +51,13 @@ coupond_pg_stop() {
     $COUPOND_PG_RUNAS "$bindir/pg_ctl" -D "$COUPOND_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$COUPOND_PG_DIR"
 }
+
+# Stops a background process with SIGTERM, then SIGKILL if it is still there after 30 seconds.
+coupond_stop_process() {
+    local pid=$1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}

@@ -44,6 +44,7 @@ public final class CurlMultiDriver: Sendable {
         var incoming: [Job] = []
         var stopping = false
         var started = false
+        var stopped = false
     }
 
     /// The multi handle, as an integer so that the class stays `Sendable`; only the driver thread uses it after
@@ -119,11 +120,17 @@ public final class CurlMultiDriver: Sendable {
     }
 
     /// Fails queued requests that have not started, lets running ones finish, and stops the thread.
+    ///
+    /// Calling it again, from any thread, returns at once.
     public func shutdown() {
-        let started = shared.withLock { state in
-            state.stopping = true
-            return state.started
+        let (started, alreadyStopped) = shared.withLock { state in
+            defer {
+                state.stopping = true
+                state.stopped = true
+            }
+            return (state.started, state.stopped)
         }
+        guard !alreadyStopped else { return }
         guard started else {
             curl_multi_cleanup(multi)
             return

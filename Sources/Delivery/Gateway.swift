@@ -50,7 +50,10 @@ extension Gateway {
         case 429:
             return .retry(after: Self.retryAfter(response.headers["retry-after"]), detail: "HTTP 429 from \(name)")
         case 408, 500..<600:
-            return .retry(after: Self.retryAfter(response.headers["retry-after"]), detail: "HTTP \(response.status) from \(name)")
+            return .retry(
+                after: Self.retryAfter(response.headers["retry-after"]),
+                detail: "HTTP \(response.status) from \(name)"
+            )
         default:
             let body = String(decoding: response.body.prefix(300), as: UTF8.self)
             return .refused(refusal(response), detail: "HTTP \(response.status) from \(name): \(body)")

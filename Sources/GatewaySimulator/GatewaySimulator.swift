@@ -91,7 +91,8 @@ public final class GatewaySimulator: Sendable {
             let to = (personalizations?.first?["to"] as? [[String: Any]])?.first?["email"] as? String ?? ""
             let content = body["content"] as? [[String: Any]] ?? []
             let text = content.first { $0["type"] as? String == "text/plain" }?["value"] as? String ?? ""
-            let key = request.headers[HTTPHeader("Idempotency-Key")]
+            let key =
+                request.headers[HTTPHeader("Idempotency-Key")]
                 ?? (body["custom_args"] as? [String: Any])?["idempotency_key"] as? String ?? ""
             return await Self.handle(
                 ledger,
@@ -115,7 +116,10 @@ public final class GatewaySimulator: Sendable {
                 subject: nil,
                 text: text,
                 invalidNumber: {
-                    Self.json(["code": 21211, "message": "The 'To' number is not a valid phone number."], status: .badRequest)
+                    Self.json(
+                        ["code": 21211, "message": "The 'To' number is not a valid phone number."],
+                        status: .badRequest
+                    )
                 }
             ) { id, segments in
                 Self.json(["sid": id, "status": "queued", "num_segments": String(segments)], status: .created)

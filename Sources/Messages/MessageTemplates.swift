@@ -82,20 +82,7 @@ public struct MessageTemplates: Sendable {
     /// - Throws: ``TemplateError`` naming a missing or unparsable file.
     public init(directory: URL) throws {
         func load(_ name: String, plainText: Bool) throws -> MustacheTemplate {
-            let url = directory.appendingPathComponent(name)
-            let source: String
-            do {
-                source = try String(contentsOf: url, encoding: .utf8)
-            } catch {
-                throw TemplateError(file: url.path, reason: "cannot be read")
-            }
-            // Only the HTML part escapes; a pragma makes the others plain text so "&" stays "&".
-            let pragma = plainText ? "{{% CONTENT_TYPE: TEXT}}" : ""
-            do {
-                return try MustacheTemplate(string: pragma + source)
-            } catch {
-                throw TemplateError(file: url.path, reason: "is not valid Mustache: \(error)")
-            }
+            try TemplateLoader.load(directory, name, plainText: plainText)
         }
         subject = try load("email_subject.mustache", plainText: true)
         html = try load("email.html.mustache", plainText: false)

@@ -153,3 +153,8 @@ extension Array: PostgresEncodable where Element: PostgresEncodable {
         return "{" + items.joined(separator: ",") + "}"
     }
 }
+
+extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
+    /// `nil` is SQL NULL, also as an array element.
+    public var postgresText: String? { self?.postgresText ?? nil }
+}

@@ -18,7 +18,10 @@ public struct ClaimTokenIssuer: Sendable {
 
     /// The token of one customer in one send.
     public func token(sendID: Int64, customerID: Int64) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data("claim:\(sendID):\(customerID)".utf8), using: SymmetricKey(data: keyData))
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Data("claim:\(sendID):\(customerID)".utf8),
+            using: SymmetricKey(data: keyData)
+        )
         return Data(mac).base64URLEncoded()
     }
 

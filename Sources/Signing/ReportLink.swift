@@ -42,7 +42,8 @@ public struct ReportLinkSigner: Sendable {
     /// The link for a send that finished at `finishedAt`.
     public func link(sendID: Int64, finishedAt: Date) -> String {
         let expires = Int64((finishedAt.addingTimeInterval(Self.lifetime)).timeIntervalSince1970)
-        return "\(baseURL)/reports/\(sendID)?expires=\(expires)&signature=\(signature(sendID: sendID, expires: expires))"
+        return
+            "\(baseURL)/reports/\(sendID)?expires=\(expires)&signature=\(signature(sendID: sendID, expires: expires))"
     }
 
     /// Checks a link and returns its send id.
@@ -65,7 +66,12 @@ public struct ReportLinkSigner: Sendable {
     }
 
     private func signature(sendID: Int64, expires: Int64) -> String {
-        Data(HMAC<SHA256>.authenticationCode(for: Data("report:\(sendID):\(expires)".utf8), using: SymmetricKey(data: keyData))).hexString
+        Data(
+            HMAC<SHA256>.authenticationCode(
+                for: Data("report:\(sendID):\(expires)".utf8),
+                using: SymmetricKey(data: keyData)
+            )
+        ).hexString
     }
 
     private static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -11,6 +11,7 @@ struct CommandFailure: Error, CustomStringConvertible {
         case notFound = 66  // EX_NOINPUT
         case unavailable = 69  // EX_UNAVAILABLE: the database cannot be reached
         case software = 70  // EX_SOFTWARE
+        case temporary = 75  // EX_TEMPFAIL: try again later
         case config = 78  // EX_CONFIG
     }
 

@@ -1,97 +1,162 @@
 import Foundation
 
-/// Settings from the configuration file, with environment variables taking precedence.
+/// Settings from the configuration file (JSON), with environment variables taking precedence.
 ///
-/// ```json
-/// {
-///   "database": { "url": "postgresql:///coupond" },
-///   "paths": { "templates": "/etc/coupond/templates", "sql": "/usr/share/coupond/sql" },
-///   "sms": { "price_per_segment": "0.0075" }
-/// }
-/// ```
-///
-/// Environment overrides: `COUPOND_DATABASE_URL` (or `DATABASE_URL`), `COUPOND_TEMPLATES`, `COUPOND_SQL_DIR`,
-/// `COUPOND_SMS_PRICE_PER_SEGMENT`.
-struct Configuration: Decodable {
-    struct Database: Decodable {
+/// Every setting is optional; README lists them with their defaults. A wrong or unknown setting is a
+/// ``ConfigurationError`` that names it.
+struct Configuration {
+    struct Gateway {
+        /// `webhook`, `sendgrid` (email) or `twilio` (SMS).
+        var provider = "webhook"
         var url: String?
-    }
-    struct Paths: Decodable {
-        var templates: String?
-        var sql: String?
-    }
-    struct SMS: Decodable {
-        /// Price of one SMS segment in the shop's currency, as a decimal string.
-        var pricePerSegment: Decimal?
-
-        enum CodingKeys: String, CodingKey { case pricePerSegment = "price_per_segment" }
-
-        init(pricePerSegment: Decimal? = nil) { self.pricePerSegment = pricePerSegment }
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            if let text = try container.decodeIfPresent(String.self, forKey: .pricePerSegment) {
-                guard let price = Configuration.decimal(text) else {
-                    throw ConfigurationError(setting: "sms.price_per_segment", reason: "\"\(text)\" is not a price")
-                }
-                pricePerSegment = price
-            }
-        }
+        var from: String?
+        var accountSID: String?
+        var credentialFile: String?
+        var ratePerSecond: Double?
+        var connectTimeout = 5.0
+        var timeout = 10.0
+        var maxAttempts = 5
     }
 
-    var database = Database()
-    var paths = Paths()
-    var sms = SMS()
+    var databaseURL: String?
+    var templatesPath: String?
+    var sqlPath: String?
+    var instanceName: String?
+    var pollInterval = 5.0
+    var leaseSeconds = 30.0
+    var batchSize = 500
+    var batchesInFlight = 4
+    var maxConcurrentSends = 4
+    var maxInFlight = 128
+    var preparationThreads = ProcessInfo.processInfo.activeProcessorCount
+    var shutdownGrace = 10.0
+    var email = Gateway()
+    var sms = Gateway()
+    var smsPricePerSegment: Decimal?
+    var publicBaseURL: String?
+    var claimKeyFile: String?
+    var reportKeyFile: String?
 
-    enum CodingKeys: String, CodingKey { case database, paths, sms }
-
-    init() {}
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        database = try container.decodeIfPresent(Database.self, forKey: .database) ?? Database()
-        paths = try container.decodeIfPresent(Paths.self, forKey: .paths) ?? Paths()
-        sms = try container.decodeIfPresent(SMS.self, forKey: .sms) ?? SMS()
-    }
+    static let knownKeys: [String: Set<String>] = [
+        "": ["database", "paths", "engine", "email", "sms", "links"],
+        "database": ["url"],
+        "paths": ["templates", "sql"],
+        "engine": [
+            "instance_name", "poll_interval_seconds", "lease_seconds", "batch_size", "batches_in_flight",
+            "max_concurrent_sends",
+            "max_in_flight", "preparation_threads", "shutdown_grace_seconds",
+        ],
+        "email": [
+            "provider", "url", "from", "credential_file", "rate_per_second", "connect_timeout_seconds",
+            "timeout_seconds", "max_attempts",
+        ],
+        "sms": [
+            "provider", "url", "from", "account_sid", "credential_file", "rate_per_second",
+            "connect_timeout_seconds", "timeout_seconds", "max_attempts", "price_per_segment",
+        ],
+        "links": ["public_base_url", "claim_key_file", "report_key_file"],
+    ]
 
     /// Reads `path` when given, then applies the environment.
     ///
-    /// - Throws: ``ConfigurationError`` naming the file and the setting that is wrong.
+    /// - Throws: ``ConfigurationError`` naming the setting that is wrong.
     static func load(path: String?, environment: [String: String]) throws -> Configuration {
         var configuration = Configuration()
+        var settings = Settings(values: [:], source: "environment")
         if let path {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ConfigurationError(setting: path, reason: "cannot be read")
             }
-            do {
-                configuration = try JSONDecoder().decode(Configuration.self, from: data)
-            } catch let error as ConfigurationError {
-                throw ConfigurationError(setting: error.setting, reason: "\(error.reason) (in \(path))")
-            } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
-                throw ConfigurationError(setting: context.dottedPath, reason: "must be a \(type) (in \(path))")
-            } catch DecodingError.dataCorrupted(let context) {
-                throw ConfigurationError(setting: path, reason: "is not valid JSON: \(context.debugDescription)")
-            } catch {
-                throw ConfigurationError(setting: path, reason: "cannot be decoded: \(error)")
-            }
+            guard let object = try? JSONSerialization.jsonObject(with: data), let values = object as? [String: Any]
+            else { throw ConfigurationError(setting: path, reason: "is not a JSON object") }
+            settings = Settings(values: values, source: path)
+            try settings.rejectUnknown(knownKeys)
         }
-        if let url = environment["COUPOND_DATABASE_URL"] ?? environment["DATABASE_URL"], !url.isEmpty {
-            configuration.database.url = url
-        }
-        if let templates = environment["COUPOND_TEMPLATES"] { configuration.paths.templates = templates }
-        if let sql = environment["COUPOND_SQL_DIR"] { configuration.paths.sql = sql }
-        if let text = environment["COUPOND_SMS_PRICE_PER_SEGMENT"] {
-            guard let price = decimal(text) else {
-                throw ConfigurationError(setting: "COUPOND_SMS_PRICE_PER_SEGMENT", reason: "\"\(text)\" is not a price")
-            }
-            configuration.sms.pricePerSegment = price
-        }
+        try configuration.read(settings)
+        try configuration.apply(environment)
         return configuration
     }
 
-    static func decimal(_ text: String) -> Decimal? {
-        guard text.range(of: #"^[0-9]+(\.[0-9]+)?$"#, options: .regularExpression) != nil else { return nil }
-        return Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
+    private mutating func read(_ settings: Settings) throws {
+        databaseURL = try settings.string("database.url")
+        templatesPath = try settings.string("paths.templates")
+        sqlPath = try settings.string("paths.sql")
+        instanceName = try settings.string("engine.instance_name")
+        pollInterval = try settings.number("engine.poll_interval_seconds", positive: true) ?? pollInterval
+        leaseSeconds = try settings.number("engine.lease_seconds", positive: true) ?? leaseSeconds
+        batchSize = try settings.integer("engine.batch_size") ?? batchSize
+        batchesInFlight = try settings.integer("engine.batches_in_flight") ?? batchesInFlight
+        maxConcurrentSends = try settings.integer("engine.max_concurrent_sends") ?? maxConcurrentSends
+        maxInFlight = try settings.integer("engine.max_in_flight") ?? maxInFlight
+        preparationThreads = try settings.integer("engine.preparation_threads") ?? preparationThreads
+        shutdownGrace = try settings.number("engine.shutdown_grace_seconds", positive: false) ?? shutdownGrace
+        for channel in ["email", "sms"] {
+            var gateway = Gateway()
+            gateway.provider = try settings.string("\(channel).provider") ?? gateway.provider
+            gateway.url = try settings.string("\(channel).url")
+            gateway.from = try settings.string("\(channel).from")
+            gateway.accountSID = channel == "sms" ? try settings.string("sms.account_sid") : nil
+            gateway.credentialFile = try settings.string("\(channel).credential_file")
+            gateway.ratePerSecond = try settings.number("\(channel).rate_per_second", positive: true)
+            gateway.connectTimeout =
+                try settings.number("\(channel).connect_timeout_seconds", positive: true) ?? gateway.connectTimeout
+            gateway.timeout = try settings.number("\(channel).timeout_seconds", positive: true) ?? gateway.timeout
+            gateway.maxAttempts = try settings.integer("\(channel).max_attempts") ?? gateway.maxAttempts
+            if channel == "email" { email = gateway } else { sms = gateway }
+        }
+        if let price = try settings.string("sms.price_per_segment") {
+            smsPricePerSegment = try Self.price(price, setting: "sms.price_per_segment")
+        }
+        publicBaseURL = try settings.string("links.public_base_url")
+        claimKeyFile = try settings.string("links.claim_key_file")
+        reportKeyFile = try settings.string("links.report_key_file")
+    }
+
+    private mutating func apply(_ environment: [String: String]) throws {
+        if let url = environment["COUPOND_DATABASE_URL"] ?? environment["DATABASE_URL"], !url.isEmpty {
+            databaseURL = url
+        }
+        if let value = environment["COUPOND_TEMPLATES"] { templatesPath = value }
+        if let value = environment["COUPOND_SQL_DIR"] { sqlPath = value }
+        if let value = environment["COUPOND_INSTANCE_NAME"] { instanceName = value }
+        if let value = environment["COUPOND_EMAIL_URL"] { email.url = value }
+        if let value = environment["COUPOND_EMAIL_PROVIDER"] { email.provider = value }
+        if let value = environment["COUPOND_SMS_URL"] { sms.url = value }
+        if let value = environment["COUPOND_SMS_PROVIDER"] { sms.provider = value }
+        if let value = environment["COUPOND_PUBLIC_BASE_URL"] { publicBaseURL = value }
+        if let text = environment["COUPOND_SMS_PRICE_PER_SEGMENT"] {
+            smsPricePerSegment = try Self.price(text, setting: "COUPOND_SMS_PRICE_PER_SEGMENT")
+        }
+        if let text = environment["COUPOND_POLL_INTERVAL_SECONDS"] {
+            guard let value = Double(text), value > 0 else {
+                throw ConfigurationError(setting: "COUPOND_POLL_INTERVAL_SECONDS", reason: "must be a positive number")
+            }
+            pollInterval = value
+        }
+        if let text = environment["COUPOND_LEASE_SECONDS"] {
+            guard let value = Double(text), value > 0 else {
+                throw ConfigurationError(setting: "COUPOND_LEASE_SECONDS", reason: "must be a positive number")
+            }
+            leaseSeconds = value
+        }
+        // systemd credentials (LoadCredential=) fill in secrets the file does not name.
+        if let directory = environment["CREDENTIALS_DIRECTORY"] {
+            func credential(_ name: String) -> String? {
+                let path = directory + "/" + name
+                return FileManager.default.fileExists(atPath: path) ? path : nil
+            }
+            email.credentialFile = email.credentialFile ?? credential("email-token")
+            sms.credentialFile = sms.credentialFile ?? credential("sms-token")
+            claimKeyFile = claimKeyFile ?? credential("claim-key")
+            reportKeyFile = reportKeyFile ?? credential("report-key")
+        }
+    }
+
+    static func price(_ text: String, setting: String) throws -> Decimal {
+        guard text.range(of: #"^[0-9]+(\.[0-9]+)?$"#, options: .regularExpression) != nil,
+            let price = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
+        else { throw ConfigurationError(setting: setting, reason: "\"\(text)\" is not a price") }
+        return price
     }
 
     /// The first folder that exists among the configured one and the usual install places.
@@ -109,11 +174,11 @@ struct Configuration: Decodable {
     }
 
     var templatesDirectory: URL {
-        Self.locate(paths.templates, installed: "/usr/share/coupond/templates", development: "templates")
+        Self.locate(templatesPath, installed: "/usr/share/coupond/templates", development: "templates")
     }
 
     var sqlDirectory: URL {
-        Self.locate(paths.sql, installed: "/usr/share/coupond/sql", development: "sql")
+        Self.locate(sqlPath, installed: "/usr/share/coupond/sql", development: "sql")
     }
 }
 
@@ -124,6 +189,52 @@ struct ConfigurationError: Error, CustomStringConvertible {
     var description: String { "configuration: \(setting) \(reason)" }
 }
 
-extension DecodingError.Context {
-    var dottedPath: String { codingPath.map(\.stringValue).joined(separator: ".") }
+/// Typed reads of dotted settings from a parsed JSON object, with errors that name the setting and the file.
+private struct Settings {
+    var values: [String: Any]
+    var source: String
+
+    func rejectUnknown(_ known: [String: Set<String>]) throws {
+        for (section, value) in values {
+            guard known[""]!.contains(section) else {
+                throw ConfigurationError(setting: section, reason: "is not a known setting (in \(source))")
+            }
+            guard let object = value as? [String: Any] else {
+                throw ConfigurationError(setting: section, reason: "must be an object (in \(source))")
+            }
+            for key in object.keys where !(known[section]?.contains(key) ?? false) {
+                throw ConfigurationError(setting: "\(section).\(key)", reason: "is not a known setting (in \(source))")
+            }
+        }
+    }
+
+    private func raw(_ setting: String) -> Any? {
+        let parts = setting.split(separator: ".", maxSplits: 1).map(String.init)
+        return (values[parts[0]] as? [String: Any])?[parts[1]]
+    }
+
+    private func wrong(_ setting: String, _ expected: String) -> ConfigurationError {
+        ConfigurationError(setting: setting, reason: "must be \(expected) (in \(source))")
+    }
+
+    func string(_ setting: String) throws -> String? {
+        guard let value = raw(setting) else { return nil }
+        guard let text = value as? String else { throw wrong(setting, "a string") }
+        return text
+    }
+
+    func number(_ setting: String, positive: Bool) throws -> Double? {
+        guard let value = raw(setting) else { return nil }
+        // JSON true/false also arrive as NSNumber; their type code is "c".
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue >= 0,
+            !positive || number.doubleValue > 0
+        else { throw wrong(setting, positive ? "a positive number" : "a number, 0 or more") }
+        return number.doubleValue
+    }
+
+    func integer(_ setting: String) throws -> Int? {
+        guard let number = try self.number(setting, positive: true) else { return nil }
+        guard number == number.rounded(), number <= 1_000_000 else { throw wrong(setting, "a whole number") }
+        return Int(number)
+    }
 }

@@ -11,15 +11,19 @@ struct Coupond: ParsableCommand {
             DATABASE_URL, or the PG* variables (as psql does), in that order.
 
             Exit codes: 0 success, 64 bad command-line input, 65 refused by a rule, 66 no such send or record, \
-            69 database unavailable, 70 internal error, 78 bad configuration.
+            69 database unavailable, 70 internal error, 75 temporary failure, 78 bad configuration.
             """,
         version: "0.1.0",
         subcommands: [
+            RunCommand.self,
             MigrateCommand.self,
             ScheduleCommand.self,
             CancelCommand.self,
             StatusCommand.self,
             PreviewCommand.self,
+            ReportCommand.self,
+            ClaimCommand.self,
+            GatewaySimCommand.self,
         ]
     )
 }

@@ -22,7 +22,7 @@ struct GlobalOptions: ParsableArguments {
     /// Opens a connection from the first source that names a database, else from the PG* environment.
     func connect(_ configuration: Configuration) throws -> PostgresConnection {
         do {
-            return try PostgresConnection(connectionString: databaseURL ?? configuration.database.url)
+            return try PostgresConnection(connectionString: databaseURL ?? configuration.databaseURL)
         } catch let error as PostgresError {
             throw CommandFailure(.unavailable, "cannot connect to the database: \(error.message)")
         }

@@ -79,7 +79,7 @@ struct PreviewCommand: ParsableCommand {
                 couponID: ids.coupon,
                 customerID: customer
             )
-            let output = render(source, templates: messageTemplates, price: configuration.sms.pricePerSegment)
+            let output = render(source, templates: messageTemplates, price: configuration.smsPricePerSegment)
             print(json ? OutputFormat.json(output) : text(output))
         }
     }

@@ -41,7 +41,8 @@ import Testing
                 let body = try await request.bodyData
                 return HTTPResponse(
                     statusCode: .created,
-                    headers: HTTPHeaders([HTTPHeader("X-Seen-Auth"): request.headers[HTTPHeader("Authorization")] ?? ""]),
+                    headers: HTTPHeaders([HTTPHeader("X-Seen-Auth"): request.headers[HTTPHeader("Authorization")] ?? ""]
+                    ),
                     body: body
                 )
             }

@@ -1,0 +1,113 @@
+import Delivery
+import Dispatch
+import Foundation
+import Messages
+import Signing
+import Storage
+
+/// A recipient's messages for one batch, ready to go, with the hash of their claim token.
+struct PreparedRecipient: Sendable {
+    var customerID: Int64
+    var tokenHashHex: String
+    var email: OutgoingMessage?
+    var sms: OutgoingMessage?
+    var smsSegments: Int?
+}
+
+/// Issues claim links and renders messages for a batch on a bounded number of Dispatch threads.
+struct BatchPreparation: Sendable {
+    let sendID: Int64
+    let context: SendContext
+    let templates: MessageTemplates
+    let tokens: ClaimTokenIssuer
+    /// `utm_campaign` of the links, the same as the preview shows.
+    let campaign: String
+    let threads: Int
+
+    func prepare(_ batch: [PendingRecipient]) -> [PreparedRecipient] {
+        guard !batch.isEmpty else { return [] }
+        let results = PreparedSlots(count: batch.count)
+        let chunks = min(max(1, threads), batch.count)
+        let chunkSize = (batch.count + chunks - 1) / chunks
+        // concurrentPerform runs at most one iteration per core at a time: the bounded pool of the design.
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            let start = chunk * chunkSize
+            for index in start..<min(start + chunkSize, batch.count) {
+                results.set(index, prepare(batch[index]))
+            }
+        }
+        return results.values
+    }
+
+    private func prepare(_ recipient: PendingRecipient) -> PreparedRecipient {
+        let token = tokens.token(sendID: sendID, customerID: recipient.customerID)
+        func link(_ channel: Channel) -> String {
+            ClaimLink.make(loginURL: context.loginURL, token: token, channel: channel, campaign: campaign)
+                ?? context.loginURL
+        }
+        let rendered = templates.render(
+            MessageContext(
+                shopName: context.shopName,
+                customerName: recipient.name,
+                couponTitle: context.couponTitle,
+                couponDescription: context.couponDescription,
+                couponEndsAt: context.couponEndsAt.map { Self.shopTime($0, context.timeZone) },
+                emailLink: recipient.emailPending ? link(.email) : "",
+                smsLink: recipient.smsPending ? link(.sms) : ""
+            )
+        )
+        let key = "coupond-\(sendID)-\(recipient.customerID)"
+        var prepared = PreparedRecipient(
+            customerID: recipient.customerID,
+            tokenHashHex: ClaimTokenIssuer.hash(token).hexString
+        )
+        if recipient.emailPending, let address = recipient.email {
+            prepared.email = OutgoingMessage(
+                to: address,
+                content: .email(subject: rendered.emailSubject, html: rendered.emailHTML, text: rendered.emailText),
+                idempotencyKey: key + "-email"
+            )
+        }
+        if recipient.smsPending, let number = recipient.mobile {
+            prepared.sms = OutgoingMessage(
+                to: number,
+                content: .sms(text: rendered.smsText),
+                idempotencyKey: key + "-sms"
+            )
+            prepared.smsSegments = rendered.smsSegments.count
+        }
+        return prepared
+    }
+
+    static func shopTime(_ date: Date, _ timeZone: String) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: timeZone) ?? TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm"
+        return formatter.string(from: date)
+    }
+}
+
+/// Result slots written by concurrent iterations, each index by exactly one of them.
+///
+/// `@unchecked Sendable`: every index is written once, by one thread, and read only after `concurrentPerform`
+/// returns, which orders the writes before the reads.
+/// The slots are raw memory, not a Swift array, so that concurrent writes to distinct indexes are not exclusive
+/// accesses to one variable.
+private final class PreparedSlots: @unchecked Sendable {
+    private let slots: UnsafeMutableBufferPointer<PreparedRecipient?>
+
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil)
+    }
+
+    deinit {
+        _ = slots.deinitialize()
+        slots.deallocate()
+    }
+
+    func set(_ index: Int, _ value: PreparedRecipient) { slots[index] = value }
+
+    var values: [PreparedRecipient] { slots.map { $0! } }
+}

@@ -1,0 +1,154 @@
+public import Delivery
+import Foundation
+public import Logging
+public import Messages
+public import Postgres
+public import Signing
+import Storage
+import Synchronization
+
+/// What the engine works with, made by `coupond run` from the configuration.
+public struct EngineDependencies: Sendable {
+    /// Opens a new database connection; each worker thread owns the one it gets.
+    public var connect: @Sendable () throws -> PostgresConnection
+    /// The email gateway, or `nil` when none is configured (email sends then fail with `system_error`).
+    public var email: GatewayDispatcher?
+    /// The SMS gateway, or `nil` when none is configured.
+    public var sms: GatewayDispatcher?
+    public var templates: MessageTemplates
+    public var notices: NoticeTemplates
+    public var tokens: ClaimTokenIssuer
+    /// Signs failure-report links for the merchant notice; without it the notice has no link.
+    public var reportLinks: ReportLinkSigner?
+    /// Stops delivery: queued messages end as abandoned, running ones finish. Called when the shutdown grace ends.
+    public var stopDelivery: @Sendable () -> Void
+
+    public init(
+        connect: @escaping @Sendable () throws -> PostgresConnection,
+        email: GatewayDispatcher?,
+        sms: GatewayDispatcher?,
+        templates: MessageTemplates,
+        notices: NoticeTemplates,
+        tokens: ClaimTokenIssuer,
+        reportLinks: ReportLinkSigner?,
+        stopDelivery: @escaping @Sendable () -> Void
+    ) {
+        self.connect = connect
+        self.email = email
+        self.sms = sms
+        self.templates = templates
+        self.notices = notices
+        self.tokens = tokens
+        self.reportLinks = reportLinks
+        self.stopDelivery = stopDelivery
+    }
+}
+
+/// The scheduler: finds due sends (on `NOTIFY coupond_sends` and on a poll), and runs each on a worker thread of
+/// its own, up to ``EngineSettings/maxConcurrentSends``.
+public final class Engine: Sendable {
+    let settings: EngineSettings
+    let dependencies: EngineDependencies
+    let logger: Logger
+    private let active = Mutex<Set<Int64>>([])
+    private let wake = DispatchSemaphore(value: 0)
+    private let heartbeatCounter = Atomic<UInt64>(0)
+    let progress = EngineProgress()
+
+    public init(settings: EngineSettings, dependencies: EngineDependencies, logger: Logger) {
+        self.settings = settings
+        self.dependencies = dependencies
+        var logger = logger
+        logger[metadataKey: "instance"] = "\(settings.instanceName)"
+        self.logger = logger
+    }
+
+    /// Advances every time the scheduler loop goes round; the systemd watchdog is fed only while it moves.
+    public var heartbeat: UInt64 { heartbeatCounter.load(ordering: .relaxed) }
+
+    /// One readable line for `systemctl status`.
+    public var statusLine: String {
+        let running = active.withLock { $0.count }
+        let recorded = progress.recorded.load(ordering: .relaxed)
+        return running == 0
+            ? "idle; \(recorded) messages recorded since start"
+            : "sending \(running) send(s); \(recorded) messages recorded since start"
+    }
+
+    /// Runs until `stop` is requested, then lets the workers finish their batch and give their sends back.
+    public func run(stop: StopSignal) {
+        logger.info("engine started")
+        var connection: PostgresConnection?
+        var nextPoll = Date.distantPast
+        var reconnectDelay = 0.5
+        while !stop.isRequested {
+            heartbeatCounter.add(1, ordering: .relaxed)
+            do {
+                if connection == nil {
+                    let fresh = try dependencies.connect()
+                    try fresh.listen("coupond_sends")
+                    if try EngineStore(connection: fresh, owner: settings.instanceName, leaseSeconds: 0)
+                        .clockOverridden()
+                    {
+                        logger.warning("coupond.clock_override is set: the rules run on a shifted clock (test or demo)")
+                    }
+                    connection = fresh
+                    reconnectDelay = 0.5
+                    nextPoll = .distantPast
+                }
+                guard let connection else { continue }
+                let store = EngineStore(connection: connection, owner: settings.instanceName, leaseSeconds: 0)
+                if Date() >= nextPoll {
+                    startWorkers(for: try store.dueSendIDs(limit: settings.maxConcurrentSends * 4), stop: stop)
+                    var wait = settings.pollInterval
+                    if let untilDue = try store.secondsUntilNextDue() { wait = min(wait, max(0.05, untilDue)) }
+                    nextPoll = Date().addingTimeInterval(wait)
+                }
+                let timeout = min(1, max(0.01, nextPoll.timeIntervalSinceNow))
+                if !(try connection.waitForNotifications(timeout: timeout)).isEmpty { nextPoll = .distantPast }
+                if wake.wait(timeout: .now()) == .success { nextPoll = .distantPast }
+            } catch {
+                logger.error(
+                    "database unavailable; retrying",
+                    metadata: ["error": "\(error)", "retry.seconds": "\(reconnectDelay)"]
+                )
+                connection?.close()
+                connection = nil
+                stop.sleep(reconnectDelay)
+                reconnectDelay = min(reconnectDelay * 2, 10)
+            }
+        }
+        connection?.close()
+        logger.notice("stopping: waiting for workers to finish their batch")
+        let graceEnd = Date().addingTimeInterval(settings.shutdownGrace)
+        while active.withLock({ !$0.isEmpty }) && Date() < graceEnd { Thread.sleep(forTimeInterval: 0.05) }
+        dependencies.stopDelivery()
+        while active.withLock({ !$0.isEmpty }) { Thread.sleep(forTimeInterval: 0.05) }
+        logger.notice("engine stopped")
+    }
+
+    private func startWorkers(for sendIDs: [Int64], stop: StopSignal) {
+        for sendID in sendIDs {
+            let started = active.withLock { running -> Bool in
+                guard running.count < settings.maxConcurrentSends, !running.contains(sendID) else { return false }
+                running.insert(sendID)
+                return true
+            }
+            guard started else { continue }
+            let worker = SendWorker(sendID: sendID, engine: self, stop: stop)
+            let thread = Thread { [self] in
+                worker.run()
+                active.withLock { _ = $0.remove(sendID) }
+                // Another send of the same group may be waiting for this one.
+                wake.signal()
+            }
+            thread.name = "send-\(sendID)"
+            thread.start()
+        }
+    }
+}
+
+/// Counters the status line reports.
+final class EngineProgress: Sendable {
+    let recorded = Atomic<Int>(0)
+}

@@ -1,0 +1,485 @@
+public import Foundation
+public import Postgres
+
+/// A send as the engine works on it.
+public struct ClaimedSend: Sendable {
+    public var id: Int64
+    public var shopID: Int64
+    public var groupID: Int64
+    public var couponID: Int64
+    public var email: Bool
+    public var sms: Bool
+    public var status: String
+    public var scheduledAt: Date
+    public var recipientCount: Int?
+    public var noticeStatus: String?
+}
+
+/// How the start of a send went (rule 4).
+public enum StartOutcome: Sendable, Equatable {
+    /// Recipients are written; `recipients` members, of whom `failedAtOnce` cannot be reached on any channel.
+    case sending(recipients: Int, failedAtOnce: Int)
+    /// The whole send failed with this reason (`invalid_coupon`, `coupon_inapplicable`, `insufficient_coupons`).
+    case failed(reason: String)
+}
+
+/// One recipient still to be sent to.
+public struct PendingRecipient: Sendable {
+    public var customerID: Int64
+    public var name: String?
+    public var email: String?
+    public var mobile: String?
+    public var emailPending: Bool
+    public var smsPending: Bool
+}
+
+/// The outcome of one recipient's channels in one batch; `nil` status leaves the channel as it is.
+public struct RecipientOutcome: Sendable {
+    public var customerID: Int64
+    public var emailStatus: String?
+    public var emailError: String?
+    public var emailMessageID: String?
+    public var emailAttempts: Int
+    public var smsStatus: String?
+    public var smsError: String?
+    public var smsMessageID: String?
+    public var smsAttempts: Int
+    public var smsSegments: Int?
+    public var smsCost: Decimal?
+
+    public init(customerID: Int64) {
+        self.customerID = customerID
+        emailAttempts = 0
+        smsAttempts = 0
+    }
+}
+
+/// What the shop, coupon and group look like, for rendering messages and the notice.
+public struct SendContext: Sendable {
+    public var shopName: String
+    public var loginURL: String
+    public var merchantEmail: String
+    public var timeZone: String
+    public var currency: String
+    public var groupName: String
+    public var couponTitle: String
+    public var couponDescription: String
+    public var couponEndsAt: Date?
+}
+
+/// The lease on a send was taken by another instance: stop working on it.
+public struct LeaseLost: Error, CustomStringConvertible {
+    public var sendID: Int64
+    public var description: String { "lease on send \(sendID) was lost to another instance" }
+}
+
+/// The engine's SQL: claiming sends under a lease, starting them, paging recipients and recording outcomes.
+///
+/// Every write after the claim is fenced by `lease_owner = owner`, so an instance that lost its lease (it stalled,
+/// another took over) can no longer change the send.
+public struct EngineStore {
+    public let connection: PostgresConnection
+    /// This instance's name in `lease_owner`, for example `host:pid`.
+    public let owner: String
+    public let leaseSeconds: Double
+
+    /// Namespace of the per-group advisory locks ("CPGR").
+    static let groupLockNamespace: Int32 = 0x4350_4752
+
+    public init(connection: PostgresConnection, owner: String, leaseSeconds: Double) {
+        self.connection = connection
+        self.owner = owner
+        self.leaseSeconds = leaseSeconds
+    }
+
+    private var lease: String { "\(leaseSeconds) seconds" }
+
+    // MARK: - Finding work
+
+    /// Sends that are due, abandoned by a dead holder, or waiting for their notice, oldest first.
+    public func dueSendIDs(limit: Int) throws -> [Int64] {
+        try connection.query(
+            """
+            SELECT id FROM coupond.sends
+            WHERE (status = 'not_started' AND scheduled_at <= coupond.clock_now())
+               OR ((status = 'sending' OR notice_status = 'pending')
+                   AND (lease_expires_at IS NULL OR lease_expires_at < now()))
+            ORDER BY scheduled_at, id
+            LIMIT \(limit)
+            """
+        ).map { try $0.decode("id") }
+    }
+
+    /// Seconds until the next not started send is due, or `nil` when none is scheduled.
+    public func secondsUntilNextDue() throws -> Double? {
+        try connection.queryRow(
+            """
+            SELECT extract(epoch FROM min(scheduled_at) - coupond.clock_now())::float8 AS seconds
+            FROM coupond.sends WHERE status = 'not_started'
+            """
+        )?.decode("seconds", as: Double?.self)
+    }
+
+    /// Whether `coupond.clock_override` moves the rules' clock (tests and demos only).
+    public func clockOverridden() throws -> Bool {
+        try connection.queryRow("SELECT EXISTS (SELECT 1 FROM coupond.clock_override) AS overridden")?
+            .decode("overridden") ?? false
+    }
+
+    // MARK: - Claiming
+
+    /// Takes the group's lock for this connection's session: it dies with the session if the instance dies.
+    ///
+    /// - Returns: `false` when another session holds it (a send to the same group is running).
+    public func tryGroupLock(groupID: Int64) throws -> Bool {
+        try connection.queryRow(
+            "SELECT pg_try_advisory_lock(\(Self.groupLockNamespace), \(Self.groupKey(groupID))) AS locked"
+        )?.decode("locked") ?? false
+    }
+
+    public func releaseGroupLock(groupID: Int64) throws {
+        try connection.execute("SELECT pg_advisory_unlock(\(Self.groupLockNamespace), \(Self.groupKey(groupID)))")
+    }
+
+    static func groupKey(_ groupID: Int64) -> Int32 { Int32(truncatingIfNeeded: groupID % Int64(Int32.max)) }
+
+    /// The group of a send, for taking its lock before the claim.
+    public func groupID(ofSend sendID: Int64) throws -> Int64? {
+        try connection.queryRow("SELECT group_id FROM coupond.sends WHERE id = \(sendID)")?.decode("group_id")
+    }
+
+    /// Takes the lease on a send if it still needs work and nothing older of its group is unfinished.
+    ///
+    /// Call it while holding the group's lock. - Returns: the send, or `nil` when it is not this instance's to take.
+    public func claim(sendID: Int64) throws -> ClaimedSend? {
+        try connection.transaction {
+            guard
+                let row = try connection.queryRow(
+                    """
+                    SELECT s.*, coupond.clock_now() AS clock,
+                           (s.lease_expires_at IS NULL OR s.lease_expires_at < now()) AS lease_free,
+                           EXISTS (
+                               SELECT 1 FROM coupond.sends o
+                               WHERE o.group_id = s.group_id AND o.id <> s.id
+                                 AND (o.status = 'sending'
+                                      OR (o.status = 'not_started' AND o.scheduled_at <= coupond.clock_now()
+                                          AND (o.scheduled_at, o.id) < (s.scheduled_at, s.id)))
+                           ) AS group_busy
+                    FROM coupond.sends s WHERE s.id = \(sendID)
+                    FOR UPDATE OF s SKIP LOCKED
+                    """
+                )
+            else { return nil }
+            let status: String = try row.decode("status")
+            let leaseFree: Bool = try row.decode("lease_free")
+            let noticePending = try row.decode("notice_status", as: String?.self) == "pending"
+            let due = try row.decode("scheduled_at", as: Date.self) <= row.decode("clock", as: Date.self)
+            let groupBusy: Bool = try row.decode("group_busy")
+            let claimable: Bool
+            switch status {
+            case "not_started": claimable = due && leaseFree && !groupBusy
+            case "sending": claimable = leaseFree
+            case "done", "failed": claimable = noticePending && leaseFree
+            default: claimable = false
+            }
+            guard claimable else { return nil }
+            try connection.execute(
+                """
+                UPDATE coupond.sends
+                SET lease_owner = \(owner), lease_expires_at = now() + \(lease)::interval, heartbeat_at = now(),
+                    attempts = attempts + 1
+                WHERE id = \(sendID)
+                """
+            )
+            return ClaimedSend(
+                id: sendID,
+                shopID: try row.decode("shop_id"),
+                groupID: try row.decode("group_id"),
+                couponID: try row.decode("coupon_id"),
+                email: try row.decode("send_email"),
+                sms: try row.decode("send_sms"),
+                status: status,
+                scheduledAt: try row.decode("scheduled_at"),
+                recipientCount: try row.decode("recipient_count", as: Int?.self),
+                noticeStatus: try row.decode("notice_status", as: String?.self)
+            )
+        }
+    }
+
+    /// Extends the lease. - Throws: ``LeaseLost`` when another instance holds it now.
+    public func renewLease(sendID: Int64) throws {
+        let updated = try connection.execute(
+            """
+            UPDATE coupond.sends SET lease_expires_at = now() + \(lease)::interval, heartbeat_at = now()
+            WHERE id = \(sendID) AND lease_owner = \(owner)
+            """
+        )
+        if updated == 0 { throw LeaseLost(sendID: sendID) }
+    }
+
+    /// Gives the send back so that any instance can continue it at once (shutdown, or work finished).
+    public func releaseLease(sendID: Int64) throws {
+        try connection.execute(
+            """
+            UPDATE coupond.sends SET lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = \(sendID) AND lease_owner = \(owner)
+            """
+        )
+    }
+
+    // MARK: - Starting (rule 4, rule 5)
+
+    /// Checks the coupon again and, if it still fits, writes one recipient row per current group member.
+    ///
+    /// Members without an address, with an invalid number or without consent are recorded as failed on that
+    /// channel at once. Everything happens in one transaction.
+    public func start(_ send: ClaimedSend) throws -> StartOutcome {
+        try connection.transaction {
+            try renewLease(sendID: send.id)
+            let members: Int =
+                try connection.queryRow(
+                    """
+                    SELECT count(*) AS members FROM coupond.group_members
+                    WHERE group_id = \(send.groupID) AND removed_at IS NULL
+                    """
+                )?.decode("members") ?? 0
+            // The share lock keeps the coupon's limits as checked until the recipients are written.
+            let coupon = try connection.queryRow(
+                """
+                SELECT c.status, c.kind, c.target, c.ends_at, c.receive_limit, c.claimed_count,
+                       c.conditions_version, s.coupon_conditions_version, coupond.clock_now() AS clock
+                FROM coupond.sends s JOIN coupond.coupons c ON c.id = s.coupon_id
+                WHERE s.id = \(send.id)
+                FOR SHARE OF c
+                """
+            )
+            if let reason = try coupon.map({ try Self.startFailure($0, members: members) }) ?? "invalid_coupon" {
+                try connection.execute(
+                    """
+                    UPDATE coupond.sends SET status = 'failed', failure_reason = \(reason), notice_status = 'pending'
+                    WHERE id = \(send.id)
+                    """
+                )
+                return .failed(reason: reason)
+            }
+            try connection.execute(
+                """
+                INSERT INTO coupond.send_recipients
+                    (send_id, customer_id, email, mobile, email_status, email_error, sms_status, sms_error)
+                SELECT \(send.id), c.id, c.email, c.mobile,
+                    CASE WHEN NOT \(send.email) THEN NULL
+                         WHEN coalesce(c.email, '') = '' OR NOT c.email_consent THEN 'failed' ELSE 'pending' END,
+                    CASE WHEN NOT \(send.email) THEN NULL
+                         WHEN coalesce(c.email, '') = '' THEN 'no_email_address'
+                         WHEN NOT c.email_consent THEN 'no_consent' END,
+                    CASE WHEN NOT \(send.sms) THEN NULL
+                         WHEN coalesce(c.mobile, '') = '' OR c.mobile !~ '^\\+[1-9][0-9]{6,14}$' OR NOT c.sms_consent
+                         THEN 'failed' ELSE 'pending' END,
+                    CASE WHEN NOT \(send.sms) THEN NULL
+                         WHEN coalesce(c.mobile, '') = '' THEN 'no_mobile_number'
+                         WHEN c.mobile !~ '^\\+[1-9][0-9]{6,14}$' THEN 'invalid_mobile_number'
+                         WHEN NOT c.sms_consent THEN 'no_consent' END
+                FROM coupond.group_members m JOIN coupond.customers c ON c.id = m.customer_id
+                WHERE m.group_id = \(send.groupID) AND m.removed_at IS NULL
+                ON CONFLICT (send_id, customer_id) DO NOTHING
+                """
+            )
+            let counts = try connection.queryRow(
+                """
+                SELECT count(*) AS recipients,
+                       count(*) FILTER (WHERE coalesce(email_status, 'failed') = 'failed'
+                                          AND coalesce(sms_status, 'failed') = 'failed') AS failed
+                FROM coupond.send_recipients WHERE send_id = \(send.id)
+                """
+            )
+            let recipients: Int = try counts?.decode("recipients") ?? 0
+            let failed: Int = try counts?.decode("failed") ?? 0
+            try connection.execute(
+                """
+                UPDATE coupond.sends SET status = 'sending', recipient_count = \(recipients), failed_count = \(failed)
+                WHERE id = \(send.id)
+                """
+            )
+            return .sending(recipients: recipients, failedAtOnce: failed)
+        }
+    }
+
+    /// Rule 4's reasons, in the order a merchant would want to hear them.
+    static func startFailure(_ coupon: PostgresRow, members: Int) throws -> String? {
+        let clock: Date = try coupon.decode("clock")
+        if coupon["status"] != "published" { return "invalid_coupon" }
+        if let ends = try coupon.decode("ends_at", as: Date?.self), ends <= clock { return "invalid_coupon" }
+        if coupon["kind"] != "get_coupon_link" || coupon["target"] != "all_customers" { return "coupon_inapplicable" }
+        let conditions = try coupon.decode("conditions_version", as: Int?.self)
+        if try conditions != coupon.decode("coupon_conditions_version", as: Int?.self) {
+            return "coupon_inapplicable"
+        }
+        if let limit = try coupon.decode("receive_limit", as: Int?.self) {
+            let remaining = limit - (try coupon.decode("claimed_count", as: Int.self))
+            if remaining < members { return "insufficient_coupons" }
+        }
+        return nil
+    }
+
+    /// Marks a send failed with `system_error` (rule 4), when something other than the coupon stopped it.
+    public func failWithSystemError(sendID: Int64) throws {
+        try connection.execute(
+            """
+            UPDATE coupond.sends SET status = 'failed', failure_reason = 'system_error', notice_status = 'pending'
+            WHERE id = \(sendID) AND lease_owner = \(owner) AND status IN ('not_started', 'sending')
+            """
+        )
+    }
+
+    // MARK: - Delivering
+
+    /// The shop, group and coupon of a send.
+    public func context(of send: ClaimedSend) throws -> SendContext {
+        guard
+            let row = try connection.queryRow(
+                """
+                SELECT sh.name AS shop_name, sh.login_url, sh.merchant_email, sh.time_zone, sh.currency,
+                       g.name AS group_name, c.title, c.description, c.ends_at
+                FROM coupond.sends s
+                JOIN coupond.shops sh ON sh.id = s.shop_id
+                JOIN coupond.customer_groups g ON g.id = s.group_id
+                JOIN coupond.coupons c ON c.id = s.coupon_id
+                WHERE s.id = \(send.id)
+                """
+            )
+        else { throw StorageError("shop, group or coupon of send \(send.id) is missing") }
+        return SendContext(
+            shopName: try row.decode("shop_name"),
+            loginURL: try row.decode("login_url"),
+            merchantEmail: try row.decode("merchant_email"),
+            timeZone: try row.decode("time_zone"),
+            currency: try row.decode("currency"),
+            groupName: try row.decode("group_name"),
+            couponTitle: try row.decode("title"),
+            couponDescription: try row.decode("description"),
+            couponEndsAt: try row.decode("ends_at", as: Date?.self)
+        )
+    }
+
+    /// The next recipients with a pending channel after `customerID`, in customer order.
+    public func pendingRecipients(sendID: Int64, after customerID: Int64, limit: Int) throws -> [PendingRecipient] {
+        try connection.query(
+            """
+            SELECT r.customer_id, c.name, r.email, r.mobile,
+                   r.email_status = 'pending' AS email_pending, r.sms_status = 'pending' AS sms_pending
+            FROM coupond.send_recipients r LEFT JOIN coupond.customers c ON c.id = r.customer_id
+            WHERE r.send_id = \(sendID) AND r.customer_id > \(customerID)
+              AND (r.email_status = 'pending' OR r.sms_status = 'pending')
+            ORDER BY r.customer_id
+            LIMIT \(limit)
+            """
+        ).map { row in
+            PendingRecipient(
+                customerID: try row.decode("customer_id"),
+                name: try row.decode("name", as: String?.self),
+                email: try row.decode("email", as: String?.self),
+                mobile: try row.decode("mobile", as: String?.self),
+                emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
+                smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false
+            )
+        }
+    }
+
+    /// Stores the claim-token hashes of a batch before its messages go out, so every link that leaves can be
+    /// claimed.
+    public func storeTokenHashes(sendID: Int64, customerIDs: [Int64], hexHashes: [String]) throws {
+        try connection.execute(
+            """
+            UPDATE coupond.send_recipients r SET token_hash = decode(v.hash, 'hex')
+            FROM unnest(\(customerIDs)::bigint[], \(hexHashes)::text[]) AS v(customer_id, hash)
+            WHERE r.send_id = \(sendID) AND r.customer_id = v.customer_id AND r.token_hash IS NULL
+            """
+        )
+    }
+
+    /// Records a batch's outcomes and adds the finished customers to the send's counts, in one transaction that
+    /// also renews the lease.
+    ///
+    /// - Returns: customers now sent and failed.
+    /// - Throws: ``LeaseLost`` (nothing is written then).
+    @discardableResult
+    public func record(sendID: Int64, outcomes: [RecipientOutcome]) throws -> (sent: Int, failed: Int) {
+        guard !outcomes.isEmpty else { return (0, 0) }
+        return try connection.transaction {
+            let finals = try connection.query(
+                """
+                UPDATE coupond.send_recipients r SET
+                    email_status = coalesce(v.email_status, r.email_status),
+                    email_error = coalesce(v.email_error, r.email_error),
+                    email_message_id = coalesce(v.email_message_id, r.email_message_id),
+                    email_attempts = r.email_attempts + v.email_attempts,
+                    sms_status = coalesce(v.sms_status, r.sms_status),
+                    sms_error = coalesce(v.sms_error, r.sms_error),
+                    sms_message_id = coalesce(v.sms_message_id, r.sms_message_id),
+                    sms_attempts = r.sms_attempts + v.sms_attempts,
+                    sms_segments = coalesce(v.sms_segments, r.sms_segments),
+                    sms_cost = coalesce(v.sms_cost, r.sms_cost)
+                FROM unnest(
+                    \(outcomes.map(\.customerID))::bigint[],
+                    \(outcomes.map(\.emailStatus))::text[], \(outcomes.map(\.emailError))::text[],
+                    \(outcomes.map(\.emailMessageID))::text[], \(outcomes.map(\.emailAttempts))::int[],
+                    \(outcomes.map(\.smsStatus))::text[], \(outcomes.map(\.smsError))::text[],
+                    \(outcomes.map(\.smsMessageID))::text[], \(outcomes.map(\.smsAttempts))::int[],
+                    \(outcomes.map(\.smsSegments))::int[], \(outcomes.map(\.smsCost))::numeric[]
+                ) AS v(customer_id, email_status, email_error, email_message_id, email_attempts,
+                       sms_status, sms_error, sms_message_id, sms_attempts, sms_segments, sms_cost)
+                WHERE r.send_id = \(sendID) AND r.customer_id = v.customer_id
+                  AND (r.email_status = 'pending' OR r.sms_status = 'pending')
+                RETURNING r.email_status, r.sms_status, v.sms_segments, v.sms_cost
+                """
+            )
+            var sent = 0
+            var failed = 0
+            var segments = 0
+            var cost = Decimal(0)
+            for row in finals {
+                let email = row["email_status"]
+                let sms = row["sms_status"]
+                segments += try row.decode("sms_segments", as: Int?.self) ?? 0
+                cost += try row.decode("sms_cost", as: Decimal?.self) ?? 0
+                if email == "pending" || sms == "pending" { continue }
+                if email == "sent" || sms == "sent" { sent += 1 } else { failed += 1 }
+            }
+            let updated = try connection.execute(
+                """
+                UPDATE coupond.sends SET sent_count = sent_count + \(sent), failed_count = failed_count + \(failed),
+                    sms_segments = sms_segments + \(segments), sms_cost = sms_cost + \(cost),
+                    lease_expires_at = now() + \(lease)::interval, heartbeat_at = now()
+                WHERE id = \(sendID) AND lease_owner = \(owner)
+                """
+            )
+            if updated == 0 { throw LeaseLost(sendID: sendID) }
+            return (sent, failed)
+        }
+    }
+
+    /// Ends a send whose recipients are all final: `done`, with its notice pending.
+    ///
+    /// - Returns: `false` when recipients are still pending.
+    public func finish(sendID: Int64) throws -> Bool {
+        try connection.execute(
+            """
+            UPDATE coupond.sends SET status = 'done', notice_status = 'pending'
+            WHERE id = \(sendID) AND lease_owner = \(owner) AND status = 'sending'
+              AND NOT EXISTS (
+                  SELECT 1 FROM coupond.send_recipients
+                  WHERE send_id = \(sendID) AND (email_status = 'pending' OR sms_status = 'pending'))
+            """
+        ) == 1
+    }
+
+    /// Records whether the merchant's notice went out.
+    public func recordNotice(sendID: Int64, sent: Bool, error: String?) throws {
+        try connection.execute(
+            """
+            UPDATE coupond.sends SET notice_status = \(sent ? "sent" : "failed"), notice_error = \(error)
+            WHERE id = \(sendID) AND lease_owner = \(owner)
+            """
+        )
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import GatewaySimulator
+
+struct GatewaySimCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway-sim",
+        abstract:
+            "Runs the gateway simulator: the email and SMS APIs Coupond speaks, on loopback, with fault injection.",
+        discussion: """
+            Routes: POST /webhook/email, POST /webhook/sms, POST /v3/mail/send (SendGrid), \
+            POST /2010-04-01/Accounts/{sid}/Messages.json (Twilio); GET /stats, GET /messages, POST /reset, \
+            GET|PUT /faults. Prints "listening on http://HOST:PORT" when ready.
+            """
+    )
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port; 0 picks a free one.") var port: UInt16 = 0
+    @Option(help: ArgumentHelp("Fault plan as JSON, for example '{\"error_rate\":0.1}'.", valueName: "json"))
+    var faults: String?
+
+    func run() throws {
+        var plan = FaultPlan()
+        if let faults {
+            do {
+                plan = try JSONDecoder().decode(FaultPlan.self, from: Data(faults.utf8))
+            } catch {
+                throw ValidationError("--faults is not a valid fault plan: \(error)")
+            }
+        }
+        let simulator = try GatewaySimulator(host: host, port: port, faults: plan)
+        let done = DispatchSemaphore(value: 0)
+        let task = Task {
+            try await simulator.run()
+        }
+        let host = self.host
+        Task {
+            let port = try await simulator.port()
+            FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
+        }
+        let signals = Daemon.handleSignals { _ in
+            task.cancel()
+            done.signal()
+        }
+        defer { signals.forEach { $0.cancel() } }
+        Task {
+            _ = await task.result
+            done.signal()
+        }
+        done.wait()
+    }
+}

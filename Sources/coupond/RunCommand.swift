@@ -1,0 +1,285 @@
+import ArgumentParser
+import Curl
+import Delivery
+import Dispatch
+import Engine
+import Foundation
+import Logging
+import Messages
+import Postgres
+import Signing
+import Storage
+import Systemd
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Runs the daemon: sends every send at its hour, until SIGTERM or SIGINT.",
+        discussion: """
+            Wakes on NOTIFY coupond_sends and on a poll, claims due sends under a lease (so any number of instances \
+            can share one database), delivers through the configured gateways, records every outcome and notifies \
+            the merchant. Under systemd (Type=notify) it reports READY, STATUS and the watchdog, and logs to the \
+            journal with send.id, group.id and shop.id as fields.
+
+            Exit codes: 0 after a clean stop, 75 when the database stays unreachable at start, 78 for bad \
+            configuration or a database schema at another version.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(
+        help: ArgumentHelp("Least severe level logged: trace, debug, info, notice, warning, error.", valueName: "level")
+    )
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let toJournal = JournalLogHandler.standardErrorIsJournal()
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler =
+                toJournal ? JournalLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "coupond")
+        let notifier = SystemdNotifier()
+        try reportingFailures {
+            let configuration = try global.loadConfiguration()
+            let daemon = try Daemon(configuration: configuration, databaseURL: global.databaseURL, logger: logger)
+            try daemon.run(notifier: notifier)
+        }
+    }
+}
+
+/// The pieces of a running daemon, built from the configuration.
+struct Daemon {
+    let settings: EngineSettings
+    let dependencies: EngineDependencies
+    let driver: CurlMultiDriver
+    let logger: Logger
+    let connect: @Sendable () throws -> PostgresConnection
+
+    init(configuration: Configuration, databaseURL: String?, logger: Logger) throws {
+        self.logger = logger
+        let url = databaseURL ?? configuration.databaseURL
+        connect = { try PostgresConnection(connectionString: url, applicationName: "coupond run") }
+        let templates: MessageTemplates
+        let notices: NoticeTemplates
+        do {
+            templates = try MessageTemplates(directory: configuration.templatesDirectory)
+            notices = try NoticeTemplates(directory: configuration.templatesDirectory)
+        } catch let error as TemplateError {
+            throw ConfigurationError(setting: "paths.templates", reason: "is unusable: \(error)")
+        }
+        guard let claimKeyFile = configuration.claimKeyFile else {
+            throw ConfigurationError(
+                setting: "links.claim_key_file",
+                reason: "is required: a file of 32 or more random bytes (or the systemd credential claim-key)"
+            )
+        }
+        let claimKey = try Self.secret(claimKeyFile, setting: "links.claim_key_file", minimumBytes: 32)
+        var reportLinks: ReportLinkSigner?
+        if let base = configuration.publicBaseURL {
+            guard let keyFile = configuration.reportKeyFile else {
+                throw ConfigurationError(
+                    setting: "links.report_key_file",
+                    reason: "is required with links.public_base_url"
+                )
+            }
+            guard base.hasPrefix("https://") || base.hasPrefix("http://") else {
+                throw ConfigurationError(setting: "links.public_base_url", reason: "must be an http(s) URL")
+            }
+            reportLinks = ReportLinkSigner(
+                key: try Self.secret(keyFile, setting: "links.report_key_file", minimumBytes: 32),
+                baseURL: base
+            )
+        }
+        let driver = CurlMultiDriver(
+            maxInFlight: configuration.maxInFlight,
+            maxConnectionsPerHost: configuration.maxInFlight
+        )
+        self.driver = driver
+        let email = try Self.dispatcher(configuration.email, channel: "email", driver: driver, logger: logger)
+        let sms = try Self.dispatcher(configuration.sms, channel: "sms", driver: driver, logger: logger)
+        if email == nil && sms == nil {
+            throw ConfigurationError(setting: "email.url", reason: "or sms.url is required: no gateway is configured")
+        }
+        settings = EngineSettings(
+            instanceName: configuration.instanceName ?? "\(ProcessInfo.processInfo.hostName):\(getpid())",
+            pollInterval: configuration.pollInterval,
+            leaseSeconds: configuration.leaseSeconds,
+            batchSize: configuration.batchSize,
+            batchesInFlight: configuration.batchesInFlight,
+            maxConcurrentSends: configuration.maxConcurrentSends,
+            preparationThreads: configuration.preparationThreads,
+            smsPricePerSegment: configuration.smsPricePerSegment,
+            shutdownGrace: configuration.shutdownGrace
+        )
+        dependencies = EngineDependencies(
+            connect: connect,
+            email: email,
+            sms: sms,
+            templates: templates,
+            notices: notices,
+            tokens: ClaimTokenIssuer(key: claimKey),
+            reportLinks: reportLinks,
+            stopDelivery: { driver.shutdown() }
+        )
+    }
+
+    /// Reads a secret file, naming the setting (never the content) when it is unusable.
+    static func secret(_ path: String, setting: String, minimumBytes: Int = 1) throws -> Data {
+        guard var data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(setting: setting, reason: "names \(path), which cannot be read")
+        }
+        while let last = data.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { data.removeLast() }
+        guard data.count >= minimumBytes else {
+            throw ConfigurationError(setting: setting, reason: "must hold at least \(minimumBytes) bytes")
+        }
+        return data
+    }
+
+    static func dispatcher(
+        _ gateway: Configuration.Gateway,
+        channel: String,
+        driver: CurlMultiDriver,
+        logger: Logger
+    ) throws -> GatewayDispatcher? {
+        guard let url = gateway.url else { return nil }
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ConfigurationError(setting: "\(channel).url", reason: "must be an http(s) URL")
+        }
+        guard let from = gateway.from, !from.isEmpty else {
+            throw ConfigurationError(setting: "\(channel).from", reason: "is required with \(channel).url")
+        }
+        guard let credentialFile = gateway.credentialFile else {
+            throw ConfigurationError(
+                setting: "\(channel).credential_file",
+                reason: "is required with \(channel).url (or the systemd credential \(channel)-token)"
+            )
+        }
+        let credential = String(
+            decoding: try secret(credentialFile, setting: "\(channel).credential_file"),
+            as: UTF8.self
+        )
+        let endpoint = GatewayEndpoint(
+            url: url,
+            credential: credential,
+            from: from,
+            connectTimeout: gateway.connectTimeout,
+            totalTimeout: gateway.timeout
+        )
+        let api: any Delivery.Gateway
+        switch (channel, gateway.provider) {
+        case ("email", "webhook"): api = WebhookEmailGateway(endpoint: endpoint)
+        case ("email", "sendgrid"): api = SendGridGateway(endpoint: endpoint)
+        case ("sms", "webhook"): api = WebhookSMSGateway(endpoint: endpoint)
+        case ("sms", "twilio"):
+            guard let sid = gateway.accountSID, !sid.isEmpty else {
+                throw ConfigurationError(setting: "sms.account_sid", reason: "is required with the twilio provider")
+            }
+            api = TwilioGateway(endpoint: endpoint, accountSID: sid)
+        default:
+            let known = channel == "email" ? "webhook or sendgrid" : "webhook or twilio"
+            throw ConfigurationError(
+                setting: "\(channel).provider",
+                reason: "must be \(known), not \"\(gateway.provider)\""
+            )
+        }
+        return GatewayDispatcher(
+            gateway: api,
+            driver: driver,
+            retry: RetryPolicy(maxAttempts: gateway.maxAttempts),
+            ratePerSecond: gateway.ratePerSecond,
+            logger: logger
+        )
+    }
+
+    func run(notifier: SystemdNotifier?) throws {
+        CurlEasyClient.globalInit()
+        let stop = StopSignal()
+        let signals = Self.handleSignals { signal in
+            logger.notice("stop requested", metadata: ["signal": "\(signal)"])
+            notifier?.stopping(status: "stopping: finishing in-flight messages")
+            stop.request()
+        }
+        defer { signals.forEach { $0.cancel() } }
+
+        try checkDatabase(notifier: notifier, stop: stop)
+        driver.start()
+        let engine = Engine(settings: settings, dependencies: dependencies, logger: logger)
+        notifier?.ready(status: "ready; waiting for due sends")
+        logger.notice("coupond ready", metadata: ["instance": "\(settings.instanceName)"])
+        Self.superviseWatchdog(engine: engine, notifier: notifier, stop: stop)
+        engine.run(stop: stop)
+        driver.shutdown()
+        logger.notice("coupond stopped")
+    }
+
+    /// Waits for the database (asking systemd for more start time meanwhile) and checks the schema version.
+    private func checkDatabase(notifier: SystemdNotifier?, stop: StopSignal) throws {
+        var delay = 0.5
+        let deadline = Date().addingTimeInterval(60)
+        while true {
+            do {
+                let connection = try connect()
+                defer { connection.close() }
+                let migrator = try Migrator(migrations: [])
+                let version = try migrator.appliedVersion(on: connection)
+                guard version == Schema.expectedVersion else {
+                    throw ConfigurationError(
+                        setting: "database",
+                        reason: "has schema version \(version), but this coupond needs \(Schema.expectedVersion): "
+                            + (version < Schema.expectedVersion ? "run coupond migrate" : "upgrade coupond")
+                    )
+                }
+                return
+            } catch let error as PostgresError where error.code == .connectionFailed {
+                guard Date() < deadline, !stop.isRequested else {
+                    throw CommandFailure(.temporary, "database unavailable: \(error.message)")
+                }
+                logger.warning("database unavailable at start; retrying", metadata: ["error": "\(error.message)"])
+                notifier?.extendTimeout(seconds: delay + 5)
+                notifier?.status("waiting for the database")
+                stop.sleep(delay)
+                delay = min(delay * 2, 5)
+            }
+        }
+    }
+
+    /// Pings the systemd watchdog while the engine's heartbeat advances, and keeps STATUS= current.
+    private static func superviseWatchdog(engine: Engine, notifier: SystemdNotifier?, stop: StopSignal) {
+        guard let notifier else { return }
+        let interval = SystemdNotifier.watchdogInterval() ?? 5
+        let watchdogOn = SystemdNotifier.watchdogInterval() != nil
+        let thread = Thread {
+            var last = engine.heartbeat
+            while !stop.sleep(interval) {
+                let beat = engine.heartbeat
+                if watchdogOn && beat != last { notifier.watchdog() }
+                last = beat
+                notifier.status(engine.statusLine)
+            }
+        }
+        thread.name = "watchdog"
+        thread.start()
+    }
+
+    /// Routes SIGTERM and SIGINT to `handler` instead of killing the process.
+    static func handleSignals(_ handler: @escaping @Sendable (String) -> Void) -> [any DispatchSourceSignal] {
+        [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")].map { number, name in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { handler(name) }
+            source.resume()
+            return source
+        }
+    }
+}
