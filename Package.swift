@@ -111,7 +111,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Postgres", "Storage"],
+            dependencies: ["Postgres", "Storage", "Curl"],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),

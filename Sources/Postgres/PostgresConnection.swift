@@ -191,6 +191,7 @@ public final class PostgresConnection {
     /// Runs `body` in a transaction: `COMMIT` when it returns, `ROLLBACK` when it throws.
     ///
     /// - Parameter isolation: for example `"SERIALIZABLE"`; the server default when `nil`.
+    @discardableResult
     public func transaction<T>(isolation: String? = nil, _ body: () throws -> T) throws -> T {
         if let isolation {
             try execute(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL " + isolation))
