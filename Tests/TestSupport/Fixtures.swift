@@ -31,6 +31,8 @@ public struct Fixtures {
     }
 
     /// A group with `members` customers, each with an email, a mobile number and consent for both channels.
+    ///
+    /// Addresses are unique across groups: `customer<n>.g<group>@mail.example` and `+1` followed by ten digits.
     public func group(shop: Int64, members: Int, name: String = "VIP") throws -> Int64 {
         let group: Int64 = try connection.queryRow(
             "INSERT INTO coupond.customer_groups (shop_id, name) VALUES (\(shop), \(name)) RETURNING id"
@@ -40,8 +42,8 @@ public struct Fixtures {
                 """
                 WITH new_customers AS (
                     INSERT INTO coupond.customers (shop_id, name, email, mobile, email_consent, sms_consent)
-                    SELECT \(shop), 'Customer ' || n, 'customer' || n || '@mail.example',
-                           '+1555' || lpad(n::text, 7, '0'), true, true
+                    SELECT \(shop), 'Customer ' || n, 'customer' || n || '.g' || \(group) || '@mail.example',
+                           '+1' || lpad((\(group) * 100000 + n)::text, 10, '0'), true, true
                     FROM generate_series(1, \(members)) AS n
                     RETURNING id
                 )
