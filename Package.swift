@@ -141,7 +141,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DeliveryTests",
-            dependencies: ["Delivery", "Curl", "Messages", "GatewaySimulator", "Signing", "TestSupport"],
+            dependencies: ["Delivery", "Curl", "Signing"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -151,7 +151,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "Storage", "Postgres", "GatewaySimulator", "Signing", "TestSupport"],
+            dependencies: ["coupond", "Postgres", "Signing", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -34,4 +34,10 @@ public struct HTTPResponse: Sendable {
     /// Header names in lower case; the last value wins for repeated names.
     public var headers: [String: String]
     public var body: Data
+
+    public init(status: Int, headers: [String: String], body: Data) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
 }

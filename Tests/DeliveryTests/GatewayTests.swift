@@ -1,0 +1,128 @@
+import Curl
+import Delivery
+import Foundation
+import Signing
+import Testing
+
+@Suite struct GatewayTests {
+    let endpoint = GatewayEndpoint(url: "https://api.twilio.com", credential: "auth-token", from: "+15005550006")
+
+    @Test func twilioRequestsAreFormEncodedWithBasicAuthAndIdempotencyToken() throws {
+        let gateway = TwilioGateway(endpoint: endpoint, accountSID: "AC123")
+        let request = gateway.request(
+            for: OutgoingMessage(to: "+4915112345678", content: .sms(text: "Hi & bye"), idempotencyKey: "k-1")
+        )
+        #expect(request.url == "https://api.twilio.com/2010-04-01/Accounts/AC123/Messages.json")
+        let body = String(decoding: try #require(request.body), as: UTF8.self)
+        #expect(body == "To=%2B4915112345678&From=%2B15005550006&Body=Hi%20%26%20bye")
+        let headers = Dictionary(uniqueKeysWithValues: request.headers.map { ($0.name, $0.value) })
+        #expect(headers["Authorization"] == "Basic " + Data("AC123:auth-token".utf8).base64EncodedString())
+        #expect(headers["I-Twilio-Idempotency-Token"] == "k-1")
+    }
+
+    @Test func twilioVerdicts() {
+        let gateway = TwilioGateway(endpoint: endpoint, accountSID: "AC123")
+        let accepted = HTTPResponse(status: 201, headers: [:], body: Data(#"{"sid":"SM1","num_segments":"2"}"#.utf8))
+        #expect(gateway.verdict(for: accepted) == .accepted(messageID: "SM1", segments: 2))
+        let invalid = HTTPResponse(status: 400, headers: [:], body: Data(#"{"code":21211,"message":"bad"}"#.utf8))
+        guard case .refused(.invalidMobileNumber, _) = gateway.verdict(for: invalid) else {
+            Issue.record("21211 should mean an invalid number")
+            return
+        }
+        let busy = HTTPResponse(status: 429, headers: ["retry-after": "3"], body: Data())
+        guard case .retry(after: 3, _) = gateway.verdict(for: busy) else {
+            Issue.record("429 should be retried after Retry-After")
+            return
+        }
+        guard case .retry(after: nil, _) = gateway.verdict(for: HTTPResponse(status: 502, headers: [:], body: Data()))
+        else {
+            Issue.record("502 should be retried")
+            return
+        }
+    }
+
+    @Test func sendGridRequestsCarryTextBeforeHTMLAndReadTheMessageID() throws {
+        let gateway = SendGridGateway(
+            endpoint: GatewayEndpoint(
+                url: "https://api.sendgrid.com/v3/mail/send",
+                credential: "SG.key",
+                from: "a@b.example"
+            )
+        )
+        let request = gateway.request(
+            for: OutgoingMessage(
+                to: "ann@mail.example",
+                content: .email(subject: "S", html: "<p>H</p>", text: "T"),
+                idempotencyKey: "k-2"
+            )
+        )
+        let body = try #require(request.body)
+        let json = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        let content = try #require(json["content"] as? [[String: String]])
+        #expect(content.map { $0["type"] } == ["text/plain", "text/html"])
+        #expect(request.headers.contains { $0.name == "Authorization" && $0.value == "Bearer SG.key" })
+        let accepted = HTTPResponse(status: 202, headers: ["x-message-id": "abc"], body: Data())
+        #expect(gateway.verdict(for: accepted) == .accepted(messageID: "abc", segments: nil))
+        guard
+            case .refused(.gatewayRefused, _) = gateway.verdict(
+                for: HTTPResponse(status: 400, headers: [:], body: Data())
+            )
+        else {
+            Issue.record("400 should be a refusal")
+            return
+        }
+    }
+
+    @Test func backoffGrowsWithJitterAndRetryAfterWins() {
+        let policy = RetryPolicy(maxAttempts: 5, initialBackoff: 0.2, maxBackoff: 1, maxRetryAfter: 60)
+        for attempt in 1...6 {
+            let ceiling = min(1, 0.2 * pow(2, Double(attempt - 1)))
+            let delay = policy.delay(afterAttempt: attempt, retryAfter: nil)
+            #expect(delay >= 0 && delay <= ceiling)
+        }
+        #expect(policy.delay(afterAttempt: 1, retryAfter: 7) == 7)
+        #expect(policy.delay(afterAttempt: 1, retryAfter: 600) == 60)
+    }
+
+    @Test func theRateLimiterSpacesTokens() {
+        let limiter = RateLimiter(ratePerSecond: 10, burst: 2)
+        let start = ContinuousClock.now
+        #expect(limiter.acquire(now: start) == nil)
+        #expect(limiter.acquire(now: start) == nil)
+        let next = limiter.acquire(now: start)
+        #expect(next != nil)
+        if let next { #expect(next - start > .milliseconds(90) && next - start < .milliseconds(110)) }
+        #expect(limiter.acquire(now: start.advanced(by: .milliseconds(100))) == nil)
+    }
+}
+
+@Suite struct SigningTests {
+    @Test func claimTokensAreStablePerCustomerAndUnguessableWithoutTheKey() {
+        let issuer = ClaimTokenIssuer(key: Data(repeating: 1, count: 32))
+        let token = issuer.token(sendID: 5, customerID: 9)
+        #expect(token == issuer.token(sendID: 5, customerID: 9))
+        #expect(token != issuer.token(sendID: 5, customerID: 10))
+        #expect(token != ClaimTokenIssuer(key: Data(repeating: 2, count: 32)).token(sendID: 5, customerID: 9))
+        #expect(token.count == 43)
+        #expect(token.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+        #expect(ClaimTokenIssuer.hash(token).count == 32)
+    }
+
+    @Test func reportLinksVerifyUntilTheyExpire() throws {
+        let signer = ReportLinkSigner(key: Data(repeating: 3, count: 32), baseURL: "https://coupond.example/")
+        let finished = Date(timeIntervalSince1970: 1_800_000_000)
+        let link = signer.link(sendID: 42, finishedAt: finished)
+        #expect(link.hasPrefix("https://coupond.example/reports/42?expires="))
+        #expect(try signer.verify(link, now: finished.addingTimeInterval(6 * 86400)) == 42)
+        #expect(throws: ReportLinkSigner.Refusal.expired(finished.addingTimeInterval(7 * 86400))) {
+            try signer.verify(link, now: finished.addingTimeInterval(7 * 86400 + 1))
+        }
+        let forged = link.replacingOccurrences(of: "/reports/42", with: "/reports/43")
+        #expect(throws: ReportLinkSigner.Refusal.badSignature) { try signer.verify(forged, now: finished) }
+        #expect(throws: ReportLinkSigner.Refusal.malformed) {
+            try signer.verify("https://x/reports/abc", now: finished)
+        }
+        let other = ReportLinkSigner(key: Data(repeating: 4, count: 32), baseURL: "https://coupond.example")
+        #expect(throws: ReportLinkSigner.Refusal.badSignature) { try other.verify(link, now: finished) }
+    }
+}
