@@ -76,6 +76,6 @@ extension Gateway {
     }
 
     func jsonBody(_ object: [String: Any]) -> Data {
-        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
     }
 }

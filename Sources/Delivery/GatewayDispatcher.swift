@@ -32,12 +32,22 @@ public final class GatewayDispatcher: Sendable {
     ///
     /// `completion` runs on the libcurl driver thread: it must be quick.
     public func dispatch(_ message: OutgoingMessage, completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
-        attempt(1, message, request: gateway.request(for: message), notBefore: .now, completion: completion)
+        dispatch(request(for: message), completion: completion)
+    }
+
+    /// The gateway request for a message; building it is the costly part of a dispatch, so callers with many
+    /// messages build them in parallel and hand them to ``dispatch(_:completion:)-(HTTPRequest,_)``.
+    public func request(for message: OutgoingMessage) -> HTTPRequest {
+        gateway.request(for: message)
+    }
+
+    /// Delivers a request built by ``request(for:)``, retrying it as the policy allows.
+    public func dispatch(_ request: HTTPRequest, completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
+        attempt(1, request: request, notBefore: .now, completion: completion)
     }
 
     private func attempt(
         _ number: Int,
-        _ message: OutgoingMessage,
         request: HTTPRequest,
         notBefore: ContinuousClock.Instant,
         completion: @escaping @Sendable (DeliveryOutcome) -> Void
@@ -68,7 +78,6 @@ public final class GatewayDispatcher: Sendable {
                 logger.trace("retrying message", metadata: ["attempt": "\(number)", "delay": "\(delay)"])
                 attempt(
                     number + 1,
-                    message,
                     request: request,
                     notBefore: .now.advanced(by: .milliseconds(Int64(delay * 1000))),
                     completion: completion

@@ -1,3 +1,4 @@
+import Curl
 import Delivery
 import Dispatch
 import Foundation
@@ -9,8 +10,9 @@ import Storage
 struct PreparedRecipient: Sendable {
     var customerID: Int64
     var tokenHashHex: String
-    var email: OutgoingMessage?
-    var sms: OutgoingMessage?
+    /// Gateway requests, built here so that the costly encoding runs on the preparation threads.
+    var email: HTTPRequest?
+    var sms: HTTPRequest?
     var smsSegments: Int?
 }
 
@@ -18,11 +20,13 @@ struct PreparedRecipient: Sendable {
 struct BatchPreparation: Sendable {
     let sendID: Int64
     let context: SendContext
-    let templates: MessageTemplates
+    let message: PreparedMessage
     let tokens: ClaimTokenIssuer
     /// `utm_campaign` of the links, the same as the preview shows.
     let campaign: String
     let threads: Int
+    let emailGateway: GatewayDispatcher?
+    let smsGateway: GatewayDispatcher?
 
     func prepare(_ batch: [PendingRecipient]) -> [PreparedRecipient] {
         guard !batch.isEmpty else { return [] }
@@ -45,34 +49,28 @@ struct BatchPreparation: Sendable {
             ClaimLink.make(loginURL: context.loginURL, token: token, channel: channel, campaign: campaign)
                 ?? context.loginURL
         }
-        let rendered = templates.render(
-            MessageContext(
-                shopName: context.shopName,
-                customerName: recipient.name,
-                couponTitle: context.couponTitle,
-                couponDescription: context.couponDescription,
-                couponEndsAt: context.couponEndsAt.map { Self.shopTime($0, context.timeZone) },
-                emailLink: recipient.emailPending ? link(.email) : "",
-                smsLink: recipient.smsPending ? link(.sms) : ""
-            )
+        let rendered = message.render(
+            customerName: recipient.name,
+            emailLink: recipient.emailPending ? link(.email) : "",
+            smsLink: recipient.smsPending ? link(.sms) : ""
         )
         let key = "coupond-\(sendID)-\(recipient.customerID)"
         var prepared = PreparedRecipient(
             customerID: recipient.customerID,
             tokenHashHex: ClaimTokenIssuer.hash(token).hexString
         )
-        if recipient.emailPending, let address = recipient.email {
-            prepared.email = OutgoingMessage(
-                to: address,
-                content: .email(subject: rendered.emailSubject, html: rendered.emailHTML, text: rendered.emailText),
-                idempotencyKey: key + "-email"
+        if recipient.emailPending, let address = recipient.email, let gateway = emailGateway {
+            prepared.email = gateway.request(
+                for: OutgoingMessage(
+                    to: address,
+                    content: .email(subject: rendered.emailSubject, html: rendered.emailHTML, text: rendered.emailText),
+                    idempotencyKey: key + "-email"
+                )
             )
         }
-        if recipient.smsPending, let number = recipient.mobile {
-            prepared.sms = OutgoingMessage(
-                to: number,
-                content: .sms(text: rendered.smsText),
-                idempotencyKey: key + "-sms"
+        if recipient.smsPending, let number = recipient.mobile, let gateway = smsGateway {
+            prepared.sms = gateway.request(
+                for: OutgoingMessage(to: number, content: .sms(text: rendered.smsText), idempotencyKey: key + "-sms")
             )
             prepared.smsSegments = rendered.smsSegments.count
         }

@@ -51,6 +51,8 @@ public final class Engine: Sendable {
     let dependencies: EngineDependencies
     let logger: Logger
     private let active = Mutex<Set<Int64>>([])
+    /// Sends a worker could not take (group busy, lease held): not tried again before the given time.
+    private let deferred = Mutex<[Int64: Date]>([:])
     private let wake = DispatchSemaphore(value: 0)
     private let heartbeatCounter = Atomic<UInt64>(0)
     let progress = EngineProgress()
@@ -105,8 +107,12 @@ public final class Engine: Sendable {
                     nextPoll = Date().addingTimeInterval(wait)
                 }
                 let timeout = min(1, max(0.01, nextPoll.timeIntervalSinceNow))
-                if !(try connection.waitForNotifications(timeout: timeout)).isEmpty { nextPoll = .distantPast }
-                if wake.wait(timeout: .now()) == .success { nextPoll = .distantPast }
+                // A send changed status or a worker finished: deferred sends may be free to go now.
+                let notified = !(try connection.waitForNotifications(timeout: timeout)).isEmpty
+                if notified || wake.wait(timeout: .now()) == .success {
+                    deferred.withLock { $0.removeAll() }
+                    nextPoll = .distantPast
+                }
             } catch {
                 logger.error(
                     "database unavailable; retrying",
@@ -128,7 +134,12 @@ public final class Engine: Sendable {
     }
 
     private func startWorkers(for sendIDs: [Int64], stop: StopSignal) {
-        for sendID in sendIDs {
+        let now = Date()
+        let waiting = deferred.withLock { deferred in
+            deferred = deferred.filter { $0.value > now }
+            return Set(deferred.keys)
+        }
+        for sendID in sendIDs where !waiting.contains(sendID) {
             let started = active.withLock { running -> Bool in
                 guard running.count < settings.maxConcurrentSends, !running.contains(sendID) else { return false }
                 running.insert(sendID)
@@ -136,11 +147,18 @@ public final class Engine: Sendable {
             }
             guard started else { continue }
             let worker = SendWorker(sendID: sendID, engine: self, stop: stop)
+            let retryAfter = settings.pollInterval
             let thread = Thread { [self] in
-                worker.run()
+                let worked = worker.run()
                 active.withLock { _ = $0.remove(sendID) }
-                // Another send of the same group may be waiting for this one.
-                wake.signal()
+                if worked {
+                    // Another send of the same group may be waiting for this one.
+                    wake.signal()
+                } else {
+                    // Its group is busy or its holder's lease still runs: look again after a poll interval (or a
+                    // NOTIFY when a send changes status), not in a tight loop.
+                    deferred.withLock { $0[sendID] = Date().addingTimeInterval(retryAfter) }
+                }
             }
             thread.name = "send-\(sendID)"
             thread.start()

@@ -25,7 +25,9 @@ final class SendWorker: Sendable {
     private var settings: EngineSettings { engine.settings }
     private var dependencies: EngineDependencies { engine.dependencies }
 
-    func run() {
+    /// Returns whether the send was taken (so others may now proceed), `false` when it was not this worker's.
+    @discardableResult
+    func run() -> Bool {
         var logger = engine.logger
         logger[metadataKey: "send.id"] = "\(sendID)"
         let connection: PostgresConnection
@@ -33,7 +35,7 @@ final class SendWorker: Sendable {
             connection = try dependencies.connect()
         } catch {
             logger.warning("cannot connect to work on send", metadata: ["error": "\(error)"])
-            return
+            return false
         }
         // Closing the session also releases the group lock, whatever happened.
         defer { connection.close() }
@@ -44,12 +46,12 @@ final class SendWorker: Sendable {
         )
         var claimed: ClaimedSend?
         do {
-            guard let groupID = try store.groupID(ofSend: sendID) else { return }
+            guard let groupID = try store.groupID(ofSend: sendID) else { return false }
             guard try store.tryGroupLock(groupID: groupID) else {
                 logger.debug("group busy with another send; waiting", metadata: ["group.id": "\(groupID)"])
-                return
+                return false
             }
-            guard var send = try store.claim(sendID: sendID) else { return }
+            guard var send = try store.claim(sendID: sendID) else { return false }
             claimed = send
             logger[metadataKey: "group.id"] = "\(send.groupID)"
             logger[metadataKey: "shop.id"] = "\(send.shopID)"
@@ -65,19 +67,20 @@ final class SendWorker: Sendable {
                 guard try deliver(send, store: store, logger: logger) else {
                     try store.releaseLease(sendID: sendID)
                     logger.notice("send handed back unfinished")
-                    return
+                    return true
                 }
                 send.status = "done"
             }
             try notify(send, store: store, logger: logger)
             try store.releaseLease(sendID: sendID)
+            return true
         } catch let error as LeaseLost {
             logger.warning("stopped working on send", metadata: ["reason": "\(error)"])
         } catch let error as PostgresError where error.code == .connectionLost || error.code == .connectionFailed {
             logger.warning("database connection lost; send left for takeover", metadata: ["error": "\(error)"])
         } catch {
             logger.error("send failed with a system error", metadata: ["error": "\(error)"])
-            guard claimed != nil else { return }
+            guard claimed != nil else { return false }
             do {
                 try store.failWithSystemError(sendID: sendID)
                 if let send = claimed { try notify(send, store: store, logger: logger) }
@@ -86,6 +89,7 @@ final class SendWorker: Sendable {
                 logger.error("could not record the system error", metadata: ["error": "\(error)"])
             }
         }
+        return claimed != nil
     }
 
     /// Rule 4's checks and the recipient list; returns the new status.
@@ -111,10 +115,22 @@ final class SendWorker: Sendable {
         let preparation = BatchPreparation(
             sendID: send.id,
             context: context,
-            templates: dependencies.templates,
+            message: dependencies.templates.prepare(
+                MessageContext(
+                    shopName: context.shopName,
+                    customerName: nil,
+                    couponTitle: context.couponTitle,
+                    couponDescription: context.couponDescription,
+                    couponEndsAt: context.couponEndsAt.map { BatchPreparation.shopTime($0, context.timeZone) },
+                    emailLink: "",
+                    smsLink: ""
+                )
+            ),
             tokens: dependencies.tokens,
             campaign: "coupon-\(send.couponID)",
-            threads: settings.preparationThreads
+            threads: settings.preparationThreads,
+            emailGateway: dependencies.email,
+            smsGateway: dependencies.sms
         )
         var cursor: Int64 = 0
         var lastProgressLog = Date()
@@ -174,13 +190,13 @@ final class SendWorker: Sendable {
     private func submit(_ prepared: [PreparedRecipient]) -> InFlightBatch {
         let collector = OutcomeCollector(count: prepared.count)
         for (index, recipient) in prepared.enumerated() {
-            if let message = recipient.email, let email = dependencies.email {
+            if let request = recipient.email, let email = dependencies.email {
                 collector.expect()
-                email.dispatch(message) { collector.set(index, email: $0) }
+                email.dispatch(request) { collector.set(index, email: $0) }
             }
-            if let message = recipient.sms, let sms = dependencies.sms {
+            if let request = recipient.sms, let sms = dependencies.sms {
                 collector.expect()
-                sms.dispatch(message) { collector.set(index, sms: $0) }
+                sms.dispatch(request) { collector.set(index, sms: $0) }
             }
         }
         collector.sealed()

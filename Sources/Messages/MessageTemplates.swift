@@ -92,14 +92,30 @@ public struct MessageTemplates: Sendable {
 
     /// Renders all parts for one customer.
     public func render(_ context: MessageContext) -> RenderedMessage {
-        let values = context.values
-        let smsText = sms.render(values).trimmingCharacters(in: .whitespacesAndNewlines)
+        let raw = renderRaw(context)
+        let smsText = Self.trimmed(raw.sms)
         return RenderedMessage(
-            emailSubject: subject.render(values).trimmingCharacters(in: .whitespacesAndNewlines),
-            emailHTML: html.render(values),
-            emailText: text.render(values),
+            emailSubject: Self.trimmed(raw.subject),
+            emailHTML: raw.html,
+            emailText: raw.text,
             smsText: smsText,
             smsSegments: SMSSegments(text: smsText)
         )
+    }
+
+    /// Renders the templates once for a whole send; the result fills in each customer's name and links quickly.
+    ///
+    /// `context.customerName` and the links are ignored: they are the per-customer values.
+    public func prepare(_ context: MessageContext) -> PreparedMessage {
+        PreparedMessage(templates: self, context: context)
+    }
+
+    func renderRaw(_ context: MessageContext) -> (subject: String, html: String, text: String, sms: String) {
+        let values = context.values
+        return (subject.render(values), html.render(values), text.render(values), sms.render(values))
+    }
+
+    static func trimmed(_ text: String) -> String {
+        text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

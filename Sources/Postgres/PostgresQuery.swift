@@ -133,12 +133,14 @@ extension Date: PostgresEncodable {
 extension Data: PostgresEncodable {
     /// `bytea` hex format.
     public var postgresText: String? {
-        var text = "\\x"
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = [UInt8(ascii: "\\"), UInt8(ascii: "x")]
         text.reserveCapacity(2 + count * 2)
         for byte in self {
-            text += String(byte >> 4, radix: 16) + String(byte & 0x0f, radix: 16)
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
         }
-        return text
+        return String(decoding: text, as: UTF8.self)
     }
 }
 
@@ -147,8 +149,15 @@ extension Array: PostgresEncodable where Element: PostgresEncodable {
     public var postgresText: String? {
         let items = map { element -> String in
             guard let text = element.postgresText else { return "NULL" }
-            let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            return "\"\(escaped)\""
+            guard text.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) else {
+                return "\"" + text + "\""
+            }
+            var escaped = "\""
+            for character in text {
+                if character == "\\" || character == "\"" { escaped.append("\\") }
+                escaped.append(character)
+            }
+            return escaped + "\""
         }
         return "{" + items.joined(separator: ",") + "}"
     }

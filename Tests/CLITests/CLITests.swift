@@ -291,3 +291,53 @@ import Testing
         #expect(schedule.stdout.contains("on the hour"))
     }
 }
+
+@Suite struct RunConfigurationTests {
+    @Test func theExampleConfigurationNamesTheMissingClaimKey() throws {
+        let result = try runProduct(
+            "coupond",
+            ["run", "--config", repositoryRoot.appendingPathComponent("systemd/coupond.json").path],
+            environment: [
+                "CREDENTIALS_DIRECTORY": String?.none,
+                "COUPOND_TEMPLATES": repositoryRoot.appendingPathComponent("templates").path,
+            ],
+            currentDirectory: repositoryRoot
+        )
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("links.claim_key_file is required"))
+    }
+
+    @Test func anUnknownSettingIsRefusedByName() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("coupond-\(UUID()).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data(#"{"engine": {"batch_sise": 10}}"#.utf8).write(to: file)
+        let result = try runProduct("coupond", ["run", "--config", file.path])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("engine.batch_sise is not a known setting"))
+    }
+
+    @Test func aDatabaseAtAnotherSchemaVersionIsRefused() throws {
+        try TestDatabase.with(migrated: false) { db in
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("coupond-\(UUID())")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            try Data(repeating: 1, count: 32).write(to: folder.appendingPathComponent("key"))
+            try Data("t".utf8).write(to: folder.appendingPathComponent("token"))
+            let config = """
+                {"email": {"url": "http://127.0.0.1:1/e", "from": "a@b.example", "credential_file": "\(folder.path)/token"},
+                 "links": {"claim_key_file": "\(folder.path)/key"}}
+                """
+            try Data(config.utf8).write(to: folder.appendingPathComponent("c.json"))
+            var environment: [String: String?] = db.environment.mapValues { $0 }
+            environment["DATABASE_URL"] = .some(nil)
+            let result = try runProduct(
+                "coupond",
+                ["run", "--config", folder.appendingPathComponent("c.json").path],
+                environment: environment,
+                currentDirectory: repositoryRoot
+            )
+            #expect(result.status == 78)
+            #expect(result.stderr.contains("run coupond migrate"))
+        }
+    }
+}

@@ -47,3 +47,22 @@ import Testing
         #expect(parse?.description.contains("not valid Mustache") == true)
     }
 }
+
+@Suite struct PreparedMessageTests {
+    @Test(arguments: ["Ann", "Tom & \"Jerry\" <b>", "", nil] as [String?])
+    func preparedRenderingMatchesFullRendering(name: String?) throws {
+        let templates = try MessageTemplates(directory: repositoryRoot.appendingPathComponent("templates"))
+        let context = MessageContext(
+            shopName: "Shop & Co",
+            customerName: name,
+            couponTitle: "10% <off>",
+            couponDescription: "Orders > $50",
+            couponEndsAt: "2026-12-31 23:59",
+            emailLink: "https://shop.example/login?a=1&coupon_claim_token=abc&utm_medium=email",
+            smsLink: "https://shop.example/login?a=1&coupon_claim_token=abc&utm_medium=sms"
+        )
+        let prepared = templates.prepare(context)
+        let fast = prepared.render(customerName: name, emailLink: context.emailLink, smsLink: context.smsLink)
+        #expect(fast == templates.render(context))
+    }
+}
