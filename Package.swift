@@ -20,8 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // Operator-editable message templates with HTML escaping.
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
-        // Loopback HTTP server for the gateway simulator; no SwiftNIO, so first builds stay short.
-        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        // Event-loop HTTP server for the gateway simulator, fast enough to stay ahead of the daemon it tests.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         // SHA-256 and HMAC for claim tokens and signed report links.
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
@@ -79,8 +79,9 @@ let package = Package(
         .target(
             name: "GatewaySimulator",
             dependencies: [
-                .product(name: "FlyingFox", package: "FlyingFox"),
-                .product(name: "FlyingSocks", package: "FlyingFox"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -122,11 +123,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CurlTests",
-            dependencies: [
-                "Curl",
-                .product(name: "FlyingFox", package: "FlyingFox"),
-                .product(name: "FlyingSocks", package: "FlyingFox"),
-            ],
+            dependencies: ["Curl", "GatewaySimulator"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

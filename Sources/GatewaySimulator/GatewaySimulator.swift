@@ -1,6 +1,7 @@
-import FlyingFox
-import FlyingSocks
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 
 /// An HTTP server on loopback that speaks the gateways' APIs, records what it accepts and injects faults.
 ///
@@ -11,39 +12,54 @@ import Foundation
 /// | `POST /2010-04-01/Accounts/{sid}/Messages.json` | Twilio Messages |
 /// | `GET /stats`, `GET /messages?limit=N`, `POST /reset` | what it saw |
 /// | `GET /faults`, `PUT /faults` | the ``FaultPlan`` (JSON) |
+///
+/// Built on SwiftNIO's event loops so that it keeps well ahead of the daemon it tests.
 public final class GatewaySimulator: Sendable {
-    private let server: HTTPServer
+    private let group: MultiThreadedEventLoopGroup
+    private let channel: any Channel
     private let ledger = SimulatorLedger()
 
+    /// The port it listens on.
+    public let port: Int
+
+    /// Binds and starts serving at once.
+    ///
     /// - Parameters:
     ///   - host: the address to listen on; loopback unless told otherwise.
-    ///   - port: 0 picks a free port (see ``port()``).
-    public init(host: String = "127.0.0.1", port: UInt16 = 0, faults: FaultPlan = FaultPlan()) throws {
-        server = HTTPServer(
-            address: try sockaddr_in.inet(ip4: host, port: port),
-            timeout: 120,
-            logger: .disabled
-        )
+    ///   - port: 0 picks a free port (see ``port``).
+    public init(host: String = "127.0.0.1", port: Int = 0, faults: FaultPlan = FaultPlan(), threads: Int = 2) throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         ledger.plan = faults
-    }
-
-    /// Serves until the calling task is cancelled.
-    public func run() async throws {
-        await registerRoutes()
-        try await server.run()
-    }
-
-    /// Waits until the server accepts connections and returns its port.
-    public func port() async throws -> UInt16 {
-        try await server.waitUntilListening()
-        guard case .ip4(_, port: let port) = await server.listeningAddress else {
-            throw URLError(.cannotFindHost)
+        let ledger = self.ledger
+        do {
+            channel = try ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(SimulatorHandler(ledger: ledger))
+                    }
+                }
+                .bind(host: host, port: port)
+                .wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
         }
-        return port
+        self.port = channel.localAddress?.port ?? port
     }
 
-    public func stop() async {
-        await server.stop(timeout: 1)
+    /// Blocks until the server is stopped.
+    public func wait() throws {
+        try channel.closeFuture.wait()
+    }
+
+    /// Stops listening, closes connections and ends its threads.
+    public func stop() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
     }
 
     public var stats: SimulatorStats { ledger.stats }
@@ -56,204 +72,78 @@ public final class GatewaySimulator: Sendable {
     }
 
     public func reset() { ledger.reset() }
+}
 
-    private func registerRoutes() async {
-        let ledger = self.ledger
-        await server.appendRoute("POST /webhook/email") { request in
-            let body = Self.jsonObject(try await request.bodyData)
-            return await Self.handle(
-                ledger,
-                channel: "email",
-                api: "webhook",
-                to: body["to"] as? String ?? "",
-                key: request.headers[HTTPHeader("Idempotency-Key")] ?? body["idempotency_key"] as? String ?? "",
-                subject: body["subject"] as? String,
-                text: body["text"] as? String ?? ""
-            ) { id, _ in Self.json(["id": id], status: .ok) }
-        }
-        await server.appendRoute("POST /webhook/sms") { request in
-            let body = Self.jsonObject(try await request.bodyData)
-            let text = body["text"] as? String ?? ""
-            return await Self.handle(
-                ledger,
-                channel: "sms",
-                api: "webhook",
-                to: body["to"] as? String ?? "",
-                key: request.headers[HTTPHeader("Idempotency-Key")] ?? body["idempotency_key"] as? String ?? "",
-                subject: nil,
-                text: text,
-                invalidNumber: { Self.json(["error": "invalid_number"], status: .badRequest) }
-            ) { id, segments in Self.json(["id": id, "segments": segments], status: .ok) }
-        }
-        await server.appendRoute("POST /v3/mail/send") { request in
-            let body = Self.jsonObject(try await request.bodyData)
-            let personalizations = body["personalizations"] as? [[String: Any]]
-            let to = (personalizations?.first?["to"] as? [[String: Any]])?.first?["email"] as? String ?? ""
-            let content = body["content"] as? [[String: Any]] ?? []
-            let text = content.first { $0["type"] as? String == "text/plain" }?["value"] as? String ?? ""
-            let key =
-                request.headers[HTTPHeader("Idempotency-Key")]
-                ?? (body["custom_args"] as? [String: Any])?["idempotency_key"] as? String ?? ""
-            return await Self.handle(
-                ledger,
-                channel: "email",
-                api: "sendgrid",
-                to: to,
-                key: key,
-                subject: body["subject"] as? String,
-                text: text
-            ) { id, _ in HTTPResponse(statusCode: .accepted, headers: HTTPHeaders([HTTPHeader("X-Message-Id"): id])) }
-        }
-        await server.appendRoute("POST /2010-04-01/Accounts/*") { request in
-            let form = Self.formFields(try await request.bodyData)
-            let text = form["Body"] ?? ""
-            return await Self.handle(
-                ledger,
-                channel: "sms",
-                api: "twilio",
-                to: form["To"] ?? "",
-                key: request.headers[HTTPHeader("I-Twilio-Idempotency-Token")] ?? "",
-                subject: nil,
-                text: text,
-                invalidNumber: {
-                    Self.json(
-                        ["code": 21211, "message": "The 'To' number is not a valid phone number."],
-                        status: .badRequest
-                    )
-                }
-            ) { id, segments in
-                Self.json(["sid": id, "status": "queued", "num_segments": String(segments)], status: .created)
-            }
-        }
-        await server.appendRoute("GET /stats") { _ in Self.encoded(ledger.stats) }
-        await server.appendRoute("GET /messages") { request in
-            Self.encoded(ledger.messages(limit: request.query["limit"].flatMap { Int($0) }))
-        }
-        await server.appendRoute("POST /reset") { _ in
-            ledger.reset()
-            return HTTPResponse(statusCode: .noContent)
-        }
-        await server.appendRoute("GET /faults") { _ in Self.encoded(ledger.plan) }
-        await server.appendRoute("PUT /faults") { request in
-            do {
-                ledger.plan = try JSONDecoder().decode(FaultPlan.self, from: try await request.bodyData)
-                return Self.encoded(ledger.plan)
-            } catch {
-                return Self.json(["error": "invalid fault plan: \(error)"], status: .badRequest)
-            }
-        }
+/// A response to write, or a connection to drop.
+enum SimulatorReply {
+    case respond(status: HTTPResponseStatus, headers: [(String, String)], body: Data)
+    case drop
+
+    static func json(_ object: Any, status: HTTPResponseStatus = .ok) -> SimulatorReply {
+        let body = (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
+        return .respond(status: status, headers: [("Content-Type", "application/json")], body: body)
     }
 
-    /// Applies the fault plan, then accepts (once per idempotency key) or refuses the message.
-    private static func handle(
-        _ ledger: SimulatorLedger,
-        channel: String,
-        api: String,
-        to: String,
-        key: String,
-        subject: String?,
-        text: String,
-        invalidNumber: () -> HTTPResponse = { json(["error": "refused"], status: .badRequest) },
-        accepted: (String, Int) -> HTTPResponse
-    ) async -> HTTPResponse {
-        let plan = ledger.plan
-        let attempt = ledger.attempt(key: key)
-        if to.isEmpty || key.isEmpty {
-            ledger.count { $0.refused += 1 }
-            return json(["error": "missing recipient or idempotency key"], status: .badRequest)
-        }
-        if attempt <= plan.failFirstAttempts {
-            ledger.count { $0.injectedErrors += 1 }
-            return json(["error": "temporarily unavailable"], status: .serviceUnavailable)
-        }
-        if Double.random(in: 0..<1) < plan.delayRate {
-            ledger.count { $0.injectedDelays += 1 }
-            try? await Task.sleep(for: .milliseconds(plan.delayMilliseconds))
-        }
-        if Double.random(in: 0..<1) < plan.dropRate {
-            ledger.count { $0.injectedDrops += 1 }
-            return HTTPResponse(statusCode: .ok, body: HTTPBodySequence(from: DroppedBody(), count: 64))
-        }
-        if Double.random(in: 0..<1) < plan.rateLimitRate {
-            ledger.count { $0.injectedRateLimits += 1 }
-            return HTTPResponse(
-                statusCode: .tooManyRequests,
-                headers: HTTPHeaders([HTTPHeader("Retry-After"): String(plan.retryAfterSeconds)])
-            )
-        }
-        if Double.random(in: 0..<1) < plan.errorRate {
-            ledger.count { $0.injectedErrors += 1 }
-            return json(["error": "injected"], status: HTTPStatusCode(plan.errorStatus, phrase: "Injected"))
-        }
-        if plan.invalidNumbers.contains(to) {
-            ledger.count { $0.refused += 1 }
-            return invalidNumber()
-        }
-        if plan.refuse.contains(to) {
-            ledger.count { $0.refused += 1 }
-            return json(["error": "refused"], status: .badRequest)
-        }
-        let id = ledger.accept(
-            AcceptedMessage(
-                id: (channel == "sms" ? "SM" : "EM") + UUID().uuidString.replacingOccurrences(of: "-", with: ""),
-                channel: channel,
-                api: api,
-                to: to,
-                idempotencyKey: key,
-                subject: subject,
-                text: text,
-                repeats: 0
-            )
-        )
-        return accepted(id, smsSegments(text))
-    }
-
-    /// GSM-7 texts split at 160/153 characters, others at 70/67, as the gateways bill them.
-    static func smsSegments(_ text: String) -> Int {
-        let isASCII = text.unicodeScalars.allSatisfy { $0.isASCII }
-        let units = isASCII ? text.unicodeScalars.count : text.utf16.count
-        let (single, multi) = isASCII ? (160, 153) : (70, 67)
-        return units <= single ? 1 : (units + multi - 1) / multi
-    }
-
-    private static func jsonObject(_ data: Data) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-    }
-
-    private static func formFields(_ data: Data) -> [String: String] {
-        var fields: [String: String] = [:]
-        for pair in String(decoding: data, as: UTF8.self).split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map {
-                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0)
-            }
-            if parts.count == 2 { fields[parts[0]] = parts[1] }
-        }
-        return fields
-    }
-
-    private static func json(_ object: [String: Any], status: HTTPStatusCode) -> HTTPResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return HTTPResponse(statusCode: status, headers: HTTPHeaders([.contentType: "application/json"]), body: data)
-    }
-
-    private static func encoded(_ value: some Encodable) -> HTTPResponse {
+    static func encoded(_ value: some Encodable) -> SimulatorReply {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let data = (try? encoder.encode(value)) ?? Data()
-        return HTTPResponse(statusCode: .ok, headers: HTTPHeaders([.contentType: "application/json"]), body: data)
+        let body = (try? encoder.encode(value)) ?? Data()
+        return .respond(status: .ok, headers: [("Content-Type", "application/json")], body: body)
     }
 }
 
-/// A response body that fails on its first read, so the server closes the connection mid-response.
-struct DroppedBody: AsyncBufferedSequence {
-    typealias Element = UInt8
+/// Reads one HTTP request at a time from a connection and answers it, possibly late or not at all.
+final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
 
-    struct AsyncIterator: AsyncBufferedIteratorProtocol {
-        mutating func next() async throws -> UInt8? { throw URLError(.networkConnectionLost) }
-        mutating func nextBuffer(suggested count: Int) async throws -> [UInt8]? {
-            throw URLError(.networkConnectionLost)
+    private let ledger: SimulatorLedger
+    private var head: HTTPRequestHead?
+    private var body = Data()
+
+    init(ledger: SimulatorLedger) {
+        self.ledger = ledger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let requestHead):
+            head = requestHead
+            body.removeAll(keepingCapacity: true)
+        case .body(var buffer):
+            if let bytes = buffer.readBytes(length: buffer.readableBytes) { body.append(contentsOf: bytes) }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let (reply, delay) = SimulatorRoutes.handle(head: head, body: body, ledger: ledger)
+            if let delay {
+                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) {
+                    self.send(reply, keepAlive: head.isKeepAlive, context: context)
+                }
+            } else {
+                send(reply, keepAlive: head.isKeepAlive, context: context)
+            }
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
+    private func send(_ reply: SimulatorReply, keepAlive: Bool, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        switch reply {
+        case .drop:
+            context.close(promise: nil)
+        case .respond(let status, let extra, let data):
+            var headers = HTTPHeaders(extra)
+            headers.add(name: "Content-Length", value: String(data.count))
+            if !keepAlive { headers.add(name: "Connection", value: "close") }
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+                promise: nil
+            )
+            var buffer = context.channel.allocator.buffer(capacity: data.count)
+            buffer.writeBytes(data)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        }
+    }
 }

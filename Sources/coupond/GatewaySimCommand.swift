@@ -29,25 +29,12 @@ struct GatewaySimCommand: ParsableCommand {
                 throw ValidationError("--faults is not a valid fault plan: \(error)")
             }
         }
-        let simulator = try GatewaySimulator(host: host, port: port, faults: plan)
-        let done = DispatchSemaphore(value: 0)
-        let task = Task {
-            try await simulator.run()
-        }
-        let host = self.host
-        Task {
-            let port = try await simulator.port()
-            FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
-        }
-        let signals = Daemon.handleSignals { _ in
-            task.cancel()
-            done.signal()
-        }
+        let simulator = try GatewaySimulator(host: host, port: Int(port), faults: plan)
+        FileHandle.standardOutput.write(Data("listening on http://\(host):\(simulator.port)\n".utf8))
+        let stop = DispatchSemaphore(value: 0)
+        let signals = Daemon.handleSignals { _ in stop.signal() }
         defer { signals.forEach { $0.cancel() } }
-        Task {
-            _ = await task.result
-            done.signal()
-        }
-        done.wait()
+        stop.wait()
+        simulator.stop()
     }
 }

@@ -1,93 +1,70 @@
 import Curl
-import FlyingFox
-import FlyingSocks
 import Foundation
+import GatewaySimulator
 import Testing
 
-/// libcurl against a real HTTP server on loopback.
+/// libcurl against a real HTTP server on loopback: the gateway simulator.
 @Suite struct CurlEasyClientTests {
-    /// Starts a server on 127.0.0.1 and a free port, runs `body` with its base URL, then stops it.
-    static func withServer(
-        _ configure: (HTTPServer) async -> Void,
-        _ body: @escaping @Sendable (String) throws -> Void
-    ) async throws {
-        let server = HTTPServer(address: try sockaddr_in.inet(ip4: "127.0.0.1", port: 0), timeout: 30)
-        await configure(server)
-        let task = Task { try await server.run() }
-        defer { task.cancel() }
-        try await server.waitUntilListening()
-        guard case .ip4(_, port: let port) = await server.listeningAddress else {
-            Issue.record("server is not listening on IPv4")
-            return
-        }
-        let base = "http://127.0.0.1:\(port)"
-        // libcurl blocks: run it on a thread of its own, off the cooperative pool.
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            Thread {
-                do {
-                    try body(base)
-                    continuation.resume()
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }.start()
-        }
-        await server.stop(timeout: 1)
+    static func withSimulator(_ faults: FaultPlan = FaultPlan(), _ body: (GatewaySimulator, String) throws -> Void)
+        throws
+    {
+        let simulator = try GatewaySimulator(faults: faults)
+        defer { simulator.stop() }
+        try body(simulator, "http://127.0.0.1:\(simulator.port)")
     }
 
-    @Test func postsABodyAndReadsStatusHeadersAndBody() async throws {
-        try await Self.withServer({ server in
-            await server.appendRoute("POST /echo") { request in
-                let body = try await request.bodyData
-                return HTTPResponse(
-                    statusCode: .created,
-                    headers: HTTPHeaders([HTTPHeader("X-Seen-Auth"): request.headers[HTTPHeader("Authorization")] ?? ""]
-                    ),
-                    body: body
-                )
-            }
-        }) { base in
+    static func email(_ base: String, key: String = "k-1", timeout: Double = 15) -> HTTPRequest {
+        HTTPRequest(
+            method: "POST",
+            url: base + "/webhook/email",
+            headers: [("Content-Type", "application/json"), ("Idempotency-Key", key)],
+            body: Data(#"{"to":"ann@mail.example","subject":"Hi","text":"Hello"}"#.utf8),
+            totalTimeout: timeout
+        )
+    }
+
+    @Test func postsABodyAndReadsStatusHeadersAndBody() throws {
+        try Self.withSimulator { simulator, base in
             let client = CurlEasyClient()
-            let response = try client.perform(
-                HTTPRequest(
-                    method: "POST",
-                    url: base + "/echo",
-                    headers: [("Authorization", "Bearer secret"), ("Content-Type", "application/json")],
-                    body: Data(#"{"to":"ann@mail.example"}"#.utf8)
-                )
-            )
-            #expect(response.status == 201)
-            #expect(String(decoding: response.body, as: UTF8.self) == #"{"to":"ann@mail.example"}"#)
-            #expect(response.headers["x-seen-auth"] == "Bearer secret")
+            let response = try client.perform(Self.email(base))
+            #expect(response.status == 200)
+            #expect(response.headers["content-type"] == "application/json")
+            let json = try JSONSerialization.jsonObject(with: response.body) as? [String: String]
+            #expect(json?["id"]?.hasPrefix("EM") == true)
+            #expect(simulator.messages().first?.to == "ann@mail.example")
+            #expect(simulator.messages().first?.subject == "Hi")
             // A second request on the same client reuses the handle.
-            let again = try client.perform(HTTPRequest(method: "POST", url: base + "/echo", body: Data("x".utf8)))
-            #expect(again.status == 201)
+            #expect(try client.perform(Self.email(base, key: "k-2")).status == 200)
+            #expect(simulator.stats.accepted == 2)
         }
     }
 
-    @Test func anErrorStatusIsAResponseNotAnError() async throws {
-        try await Self.withServer({ server in
-            await server.appendRoute("POST /busy") { _ in
-                HTTPResponse(statusCode: .tooManyRequests, headers: HTTPHeaders([HTTPHeader("Retry-After"): "7"]))
-            }
-        }) { base in
-            let response = try CurlEasyClient().perform(HTTPRequest(method: "POST", url: base + "/busy", body: Data()))
+    @Test func anErrorStatusIsAResponseNotAnError() throws {
+        var faults = FaultPlan()
+        faults.rateLimitRate = 1
+        faults.retryAfterSeconds = 7
+        try Self.withSimulator(faults) { _, base in
+            let response = try CurlEasyClient().perform(Self.email(base))
             #expect(response.status == 429)
             #expect(response.headers["retry-after"] == "7")
         }
     }
 
-    @Test func aSlowServerTimesOut() async throws {
-        try await Self.withServer({ server in
-            await server.appendRoute("GET /slow") { _ in
-                try await Task.sleep(for: .seconds(3))
-                return HTTPResponse(statusCode: .ok)
-            }
-        }) { base in
-            let error = #expect(throws: CurlError.self) {
-                try CurlEasyClient().perform(HTTPRequest(url: base + "/slow", totalTimeout: 0.3))
-            }
+    @Test func aSlowServerTimesOut() throws {
+        var faults = FaultPlan()
+        faults.delayRate = 1
+        faults.delayMilliseconds = 2000
+        try Self.withSimulator(faults) { _, base in
+            let error = #expect(throws: CurlError.self) { try CurlEasyClient().perform(Self.email(base, timeout: 0.3)) }
             #expect(error?.isTimeout == true)
+        }
+    }
+
+    @Test func aDroppedConnectionIsACurlError() throws {
+        var faults = FaultPlan()
+        faults.dropRate = 1
+        try Self.withSimulator(faults) { _, base in
+            #expect(throws: CurlError.self) { try CurlEasyClient().perform(Self.email(base)) }
         }
     }
 
@@ -100,4 +77,37 @@ import Testing
         #expect(error?.operation == "perform")
         #expect(error?.description.contains("token=abc") == false)
     }
+
+    @Test func theMultiDriverRunsManyRequestsAtOnceAndReusesConnections() throws {
+        var faults = FaultPlan()
+        faults.delayRate = 1
+        faults.delayMilliseconds = 100
+        try Self.withSimulator(faults) { simulator, base in
+            let driver = CurlMultiDriver(maxInFlight: 50)
+            driver.start()
+            defer { driver.shutdown() }
+            let group = DispatchGroup()
+            let statuses = StatusList()
+            let started = Date()
+            for index in 0..<200 {
+                group.enter()
+                driver.submit(Self.email(base, key: "key-\(index)")) { result in
+                    statuses.add((try? result.get().status) ?? -1)
+                    group.leave()
+                }
+            }
+            group.wait()
+            // 200 requests of 100 ms each, 50 at a time: about 0.4 s, far from 20 s one after another.
+            #expect(Date().timeIntervalSince(started) < 3)
+            #expect(statuses.values.allSatisfy { $0 == 200 })
+            #expect(simulator.stats.accepted == 200)
+        }
+    }
+}
+
+final class StatusList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [Int] = []
+    func add(_ value: Int) { lock.withLock { stored.append(value) } }
+    var values: [Int] { lock.withLock { stored } }
 }

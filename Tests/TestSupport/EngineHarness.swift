@@ -59,6 +59,7 @@ public final class EngineHarness {
         leaseSeconds: Double = 30,
         batchSize: Int = 100,
         maxAttempts: Int = 5,
+        timeoutSeconds: Double = 10,
         extraEngine: String = ""
     ) throws -> URL {
         let emailURL = emailProvider == "sendgrid" ? "\(simulatorURL)/v3/mail/send" : "\(simulatorURL)/webhook/email"
@@ -69,10 +70,10 @@ public final class EngineHarness {
               "engine": { "poll_interval_seconds": 0.2, "lease_seconds": \(leaseSeconds), "batch_size": \(batchSize),
                           "shutdown_grace_seconds": 5\(extraEngine) },
               "email": { "provider": "\(emailProvider)", "url": "\(emailURL)", "from": "coupons@shop.example",
-                         "credential_file": "\(token)", "max_attempts": \(maxAttempts), "timeout_seconds": 2 },
+                         "credential_file": "\(token)", "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds) },
               "sms": { "provider": "\(smsProvider)", "url": "\(smsURL)", "account_sid": "ACtest",
                        "from": "+15005550006", "credential_file": "\(token)", "price_per_segment": "0.05",
-                       "max_attempts": \(maxAttempts), "timeout_seconds": 2 },
+                       "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds) },
               "links": { "public_base_url": "https://coupond.example", "claim_key_file": "\(folder.path)/claim-key",
                          "report_key_file": "\(folder.path)/report-key" }
             }
