@@ -37,6 +37,24 @@ public struct GatewayEndpoint: Sendable {
     }
 }
 
+extension GatewayEndpoint {
+    /// A JSON `POST` to the endpoint with a bearer token and the message's idempotency key, as the webhooks and
+    /// SendGrid take it.
+    func bearerJSONRequest(_ object: [String: Any], idempotencyKey: String) -> HTTPRequest {
+        HTTPRequest(
+            method: "POST",
+            url: url,
+            headers: [
+                ("Content-Type", "application/json"), ("Authorization", "Bearer \(credential)"),
+                ("Idempotency-Key", idempotencyKey),
+            ],
+            body: jsonData(object),
+            connectTimeout: connectTimeout,
+            totalTimeout: totalTimeout
+        )
+    }
+}
+
 extension Gateway {
     /// The common reading of a status: 2xx accepted, 429 and 5xx and 408 retried, other 4xx refused.
     func standardVerdict(
@@ -75,7 +93,9 @@ extension Gateway {
         (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] ?? [:]
     }
 
-    func jsonBody(_ object: [String: Any]) -> Data {
-        (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
-    }
+}
+
+/// JSON for a request body; the objects built here always serialise.
+func jsonData(_ object: [String: Any]) -> Data {
+    (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
 }

@@ -24,17 +24,7 @@ public struct SendGridGateway: Gateway {
             "content": [["type": "text/plain", "value": text], ["type": "text/html", "value": html]],
             "custom_args": ["idempotency_key": message.idempotencyKey],
         ]
-        return HTTPRequest(
-            method: "POST",
-            url: endpoint.url,
-            headers: [
-                ("Content-Type", "application/json"), ("Authorization", "Bearer \(endpoint.credential)"),
-                ("Idempotency-Key", message.idempotencyKey),
-            ],
-            body: jsonBody(body),
-            connectTimeout: endpoint.connectTimeout,
-            totalTimeout: endpoint.totalTimeout
-        )
+        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
     }
 
     public func verdict(for response: HTTPResponse) -> GatewayVerdict {

@@ -15,19 +15,12 @@ public struct WebhookEmailGateway: Gateway {
         guard case .email(let subject, let html, let text) = message.content else {
             preconditionFailure("WebhookEmailGateway given a non-email message")
         }
-        return HTTPRequest(
-            method: "POST",
-            url: endpoint.url,
-            headers: [
-                ("Content-Type", "application/json"), ("Authorization", "Bearer \(endpoint.credential)"),
-                ("Idempotency-Key", message.idempotencyKey),
-            ],
-            body: jsonBody([
+        return endpoint.bearerJSONRequest(
+            [
                 "from": endpoint.from, "to": message.to, "subject": subject, "html": html, "text": text,
                 "idempotency_key": message.idempotencyKey,
-            ]),
-            connectTimeout: endpoint.connectTimeout,
-            totalTimeout: endpoint.totalTimeout
+            ],
+            idempotencyKey: message.idempotencyKey
         )
     }
 
@@ -51,18 +44,11 @@ public struct WebhookSMSGateway: Gateway {
         guard case .sms(let text) = message.content else {
             preconditionFailure("WebhookSMSGateway given a non-SMS message")
         }
-        return HTTPRequest(
-            method: "POST",
-            url: endpoint.url,
-            headers: [
-                ("Content-Type", "application/json"), ("Authorization", "Bearer \(endpoint.credential)"),
-                ("Idempotency-Key", message.idempotencyKey),
-            ],
-            body: jsonBody([
+        return endpoint.bearerJSONRequest(
+            [
                 "from": endpoint.from, "to": message.to, "text": text, "idempotency_key": message.idempotencyKey,
-            ]),
-            connectTimeout: endpoint.connectTimeout,
-            totalTimeout: endpoint.totalTimeout
+            ],
+            idempotencyKey: message.idempotencyKey
         )
     }
 

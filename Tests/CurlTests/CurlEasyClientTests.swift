@@ -105,6 +105,7 @@ import Testing
     }
 }
 
+/// Statuses reported from the driver thread; every access holds `lock`.
 final class StatusList: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [Int] = []

@@ -227,12 +227,3 @@ import Testing
         }
     }
 }
-
-/// Thread-safe collection of racer outcomes.
-final class Outcomes: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [String] = []
-
-    func add(_ value: String) { lock.withLock { stored.append(value) } }
-    var values: [String] { lock.withLock { stored } }
-}

@@ -30,3 +30,15 @@ public final class ConnectionList<Connection>: @unchecked Sendable {
     public init(_ connections: [Connection]) { self.connections = connections }
     public func take(_ index: Int) -> Connection { connections[index] }
 }
+
+/// What racing threads report, collected safely.
+public final class Outcomes: @unchecked Sendable {
+    // `@unchecked Sendable`: every access to `stored` holds `lock`.
+    private let lock = NSLock()
+    private var stored: [String] = []
+
+    public init() {}
+
+    public func add(_ value: String) { lock.withLock { stored.append(value) } }
+    public var values: [String] { lock.withLock { stored } }
+}
