@@ -127,7 +127,7 @@ final class SendWorker: Sendable {
                 )
             ),
             tokens: dependencies.tokens,
-            campaign: "coupon-\(send.couponID)",
+            campaign: ClaimLink.campaign(couponID: send.couponID),
             threads: settings.preparationThreads,
             emailGateway: dependencies.email,
             smsGateway: dependencies.sms

@@ -11,6 +11,9 @@ public enum ClaimLink {
     /// Query parameter that carries the claim token.
     public static let tokenParameter = "coupon_claim_token"
 
+    /// The `utm_campaign` of a coupon's links, the same in previews and in sends.
+    public static func campaign(couponID: Int64) -> String { "coupon-\(couponID)" }
+
     /// - Parameters:
     ///   - loginURL: the shop's login page; its own query parameters are kept.
     ///   - token: the customer's claim token.

@@ -87,7 +87,7 @@ struct PreviewCommand: ParsableCommand {
     private func render(_ source: PreviewSource, templates: MessageTemplates, price: Decimal?) -> Output {
         // A sample token of the real length, so the SMS segment count matches what customers will get.
         let sampleToken = String(repeating: "x", count: 43)
-        let campaign = "coupon-\(source.couponID)"
+        let campaign = ClaimLink.campaign(couponID: source.couponID)
         func link(_ channel: Channel) -> String {
             ClaimLink.make(loginURL: source.loginURL, token: sampleToken, channel: channel, campaign: campaign)
                 ?? source.loginURL
