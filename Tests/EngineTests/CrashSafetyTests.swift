@@ -61,6 +61,35 @@ import Testing
         }
     }
 
+    @Test func aDatabaseRestartMidSendLosesNothingAndRepeatsOnlyUnknownMessages() throws {
+        let cluster = try PrivateCluster()
+        try EngineHarness.with(
+            faults: #"{"delay_rate": 1.0, "delay_milliseconds": 5}"#,
+            server: cluster.connectionString
+        ) { h in
+            let customers = 1500
+            let group = try h.fixtures.group(shop: h.shop, members: customers)
+            var coupon = Fixtures.Coupon()
+            coupon.receiveLimit = nil
+            let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop, coupon))
+            let daemon = try h.startDaemon(config: try h.configuration(leaseSeconds: 2, batchSize: 50))
+            defer { _ = daemon.terminate() }
+            try h.arrive()
+            #expect(try eventually(timeout: 60) { (try h.send(send).decode("sent_count", as: Int.self)) >= 300 })
+            try cluster.restart()
+            try h.db.reconnect()
+            #expect(try h.send(send)["status"] == "sending")
+            #expect(try h.waitUntilFinished(send, timeout: 120) == "done", "\(daemon.stderr.suffix(2000))")
+            #expect(daemon.stderr.contains("database"), "the daemon should have noticed the restart")
+            let row = try h.send(send)
+            #expect(try row.decode("sent_count", as: Int.self) == customers)
+            #expect(row["notice_status"] == "sent")
+            try Self.expectEachCustomerOnce(h, customers: customers)
+            let duplicates = try h.stats()["duplicates"] ?? 0
+            #expect(duplicates <= 4 * 50 * 2, "\(duplicates) repeats: more than the batches in flight")
+        }
+    }
+
     @Test func sigtermStopsCleanlyAndARestartFinishesWithoutRepeats() throws {
         try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 5}"#) { h in
             let customers = 1000

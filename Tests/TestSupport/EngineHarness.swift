@@ -19,9 +19,10 @@ public final class EngineHarness {
     public static func with<T>(
         faults: String? = nil,
         timeZone: String = "UTC",
+        server: String? = nil,
         _ body: (EngineHarness) throws -> T
     ) throws -> T {
-        try TestDatabase.with { db in
+        try TestDatabase.with(server: server) { db in
             let harness = try EngineHarness(db: db, faults: faults, timeZone: timeZone)
             defer { harness.close() }
             return try body(harness)

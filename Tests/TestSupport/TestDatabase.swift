@@ -12,18 +12,27 @@ public let repositoryRoot = URL(fileURLWithPath: #filePath)
 public final class TestDatabase {
     public let name: String
     /// A connection to the test's database, owned by the test.
-    public let connection: PostgresConnection
+    public private(set) var connection: PostgresConnection
+    /// The server's connection string, `nil` for `DATABASE_URL` or the `PG*` variables.
+    private let server: String?
 
     private static let adminConnectionString = ProcessInfo.processInfo.environment["DATABASE_URL"]
 
-    private init(name: String, connection: PostgresConnection) {
+    private init(name: String, connection: PostgresConnection, server: String?) {
         self.name = name
         self.connection = connection
+        self.server = server
     }
 
     /// Opens another connection to the same database, for tests that need concurrent sessions.
     public func connect() throws -> PostgresConnection {
-        try Self.connect(to: name)
+        try PostgresConnection(connectionString: server, database: name)
+    }
+
+    /// Replaces ``connection`` with a new one, after the server restarted.
+    public func reconnect() throws {
+        connection.close()
+        connection = try connect()
     }
 
     /// Opens a connection to a test database by name, for threads that must own their connection.
@@ -56,8 +65,14 @@ public final class TestDatabase {
     /// Creates a database, runs `body` with it and drops it, also when `body` throws.
     ///
     /// - Parameter migrated: whether to apply `sql/` first.
-    public static func with<T>(migrated: Bool = true, _ body: (TestDatabase) throws -> T) throws -> T {
-        let admin = try PostgresConnection(connectionString: adminConnectionString)
+    /// - Parameter server: a connection string for another server than the environment's (a ``PrivateCluster``).
+    public static func with<T>(
+        migrated: Bool = true,
+        server: String? = nil,
+        _ body: (TestDatabase) throws -> T
+    ) throws -> T {
+        let server = server ?? adminConnectionString
+        let admin = try PostgresConnection(connectionString: server)
         defer { admin.close() }
         let name = "coupond_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         try admin.execute(PostgresQuery(unsafeSQL: "CREATE DATABASE " + admin.quoteIdentifier(name)))
@@ -66,9 +81,12 @@ public final class TestDatabase {
                 PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS " + admin.quoteIdentifier(name) + " WITH (FORCE)")
             )
         }
-        let connection = try PostgresConnection(connectionString: adminConnectionString, database: name)
-        defer { connection.close() }
-        let database = TestDatabase(name: name, connection: connection)
+        let database = TestDatabase(
+            name: name,
+            connection: try PostgresConnection(connectionString: server, database: name),
+            server: server
+        )
+        defer { database.connection.close() }
         if migrated { try database.migrate() }
         return try body(database)
     }
