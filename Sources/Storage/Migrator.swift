@@ -133,7 +133,7 @@ public struct Migrator: Sendable {
     }
 
     /// The highest version recorded in the database, 0 for an empty database.
-    public func appliedVersion(on connection: PostgresConnection) throws -> Int {
+    public static func appliedVersion(on connection: PostgresConnection) throws -> Int {
         let exists = try connection.queryRow("SELECT to_regclass('coupond.schema_migrations') IS NOT NULL AS present")
         guard try exists?.decode("present", as: Bool.self) == true else { return 0 }
         let row = try connection.queryRow("SELECT coalesce(max(version), 0) AS version FROM coupond.schema_migrations")

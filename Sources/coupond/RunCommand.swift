@@ -231,8 +231,7 @@ struct Daemon {
             do {
                 let connection = try connect()
                 defer { connection.close() }
-                let migrator = try Migrator(migrations: [])
-                let version = try migrator.appliedVersion(on: connection)
+                let version = try Migrator.appliedVersion(on: connection)
                 guard version == Schema.expectedVersion else {
                     throw ConfigurationError(
                         setting: "database",

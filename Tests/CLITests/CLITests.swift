@@ -12,8 +12,21 @@ import Testing
         var group: Int64
         var coupon: Int64
 
+        /// Schedules this world's coupon to its group through the command line.
+        func schedule(_ channels: String, at time: String, json: Bool = false) throws -> ProcessResult {
+            let arguments = [
+                "schedule", "--shop", "\(shop)", "--group", "\(group)", "--coupon", "\(coupon)", "--channels", channels,
+                "--at", time,
+            ]
+            return try run(arguments + (json ? ["--json"] : []))
+        }
+
         /// Runs coupond against this test's database, from the repository root (templates/, sql/).
         func coupond(_ arguments: String...) throws -> ProcessResult {
+            try run(arguments)
+        }
+
+        func run(_ arguments: [String]) throws -> ProcessResult {
             var environment: [String: String?] = db.environment.mapValues { $0 }
             environment["DATABASE_URL"] = .some(nil)
             environment["COUPOND_DATABASE_URL"] = .some(nil)
@@ -40,20 +53,7 @@ import Testing
 
     @Test func scheduleInShopTimePrintsTheNewSend() throws {
         try Self.world { world in
-            let result = try world.coupond(
-                "schedule",
-                "--shop",
-                "\(world.shop)",
-                "--group",
-                "\(world.group)",
-                "--coupon",
-                "\(world.coupon)",
-                "--channels",
-                "email,sms",
-                "--at",
-                "2026-12-01 12:00",
-                "--json"
-            )
+            let result = try world.schedule("email,sms", at: "2026-12-01 12:00", json: true)
             #expect(result.status == 0, "\(result.stderr)")
             let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
             #expect(json?["status"] as? String == "not_started")
@@ -65,43 +65,21 @@ import Testing
 
     @Test func aTimeGivenInAnotherZoneIsCheckedInTheShopsZone() throws {
         try Self.world { world in
-            let base = [
-                "schedule", "--shop", "\(world.shop)", "--group", "\(world.group)", "--coupon", "\(world.coupon)",
-                "--channels", "sms", "--at",
-            ]
             // 12:00 in Berlin is 16:30 in Kolkata: not the shop's hour.
-            let berlin = try runAs(world, base + ["2026-12-01T12:00:00+01:00"])
+            let berlin = try world.schedule("sms", at: "2026-12-01T12:00:00+01:00")
             #expect(berlin.status == 65)
             #expect(berlin.stderr.contains("sends_scheduled_on_the_hour"))
             #expect(berlin.stderr.contains("hint: Choose a whole hour"))
             // 08:30 UTC is 14:00 in Kolkata.
-            let utcTime = try runAs(world, base + ["2026-12-01T08:30Z"])
+            let utcTime = try world.schedule("sms", at: "2026-12-01T08:30Z")
             #expect(utcTime.status == 0, "\(utcTime.stderr)")
             #expect(utcTime.stdout.contains("2026-12-01 14:00 +05:30"))
         }
     }
 
-    private func runAs(_ world: World, _ arguments: [String]) throws -> ProcessResult {
-        var environment: [String: String?] = world.db.environment.mapValues { $0 }
-        environment["DATABASE_URL"] = .some(nil)
-        return try runProduct("coupond", arguments, environment: environment, currentDirectory: repositoryRoot)
-    }
-
     @Test func refusalsNameTheRuleAndExit65() throws {
         try Self.world { world in
-            let tooSoon = try world.coupond(
-                "schedule",
-                "--shop",
-                "\(world.shop)",
-                "--group",
-                "\(world.group)",
-                "--coupon",
-                "\(world.coupon)",
-                "--channels",
-                "email",
-                "--at",
-                "2026-12-01 11:00"
-            )
+            let tooSoon = try world.schedule("email", at: "2026-12-01 11:00")
             #expect(tooSoon.status == 65)
             #expect(tooSoon.stderr.contains("less than 2 hours from now [sends_scheduled_2h_ahead]"))
             #expect(tooSoon.stderr.contains("The earliest time you can choose now is 2026-12-01 12:00 (Asia/Kolkata)"))
@@ -110,19 +88,7 @@ import Testing
             try world.db.connection.execute(
                 "UPDATE coupond.coupons SET status = 'unpublished' WHERE id = \(world.coupon)"
             )
-            let unpublished = try world.coupond(
-                "schedule",
-                "--shop",
-                "\(world.shop)",
-                "--group",
-                "\(world.group)",
-                "--coupon",
-                "\(world.coupon)",
-                "--channels",
-                "email",
-                "--at",
-                "2026-12-01 13:00"
-            )
+            let unpublished = try world.schedule("email", at: "2026-12-01 13:00")
             #expect(unpublished.status == 65)
             #expect(unpublished.stderr.contains("sends_coupon_published"))
         }
@@ -169,20 +135,7 @@ import Testing
 
     @Test func cancelAndStatusShowTheSend() throws {
         try Self.world { world in
-            let scheduled = try world.coupond(
-                "schedule",
-                "--shop",
-                "\(world.shop)",
-                "--group",
-                "\(world.group)",
-                "--coupon",
-                "\(world.coupon)",
-                "--channels",
-                "email",
-                "--at",
-                "2026-12-01 15:00",
-                "--json"
-            )
+            let scheduled = try world.schedule("email", at: "2026-12-01 15:00", json: true)
             let json = try JSONSerialization.jsonObject(with: Data(scheduled.stdout.utf8)) as? [String: Any]
             let id = try #require(json?["send_id"] as? Int)
             let cancelled = try world.coupond("cancel", "\(id)")

@@ -21,13 +21,18 @@ import Testing
         }
     }
 
+    /// A send on both channels to a new group of `customers`, with a coupon whose limit never gets in the way.
+    static func scheduleLargeSend(_ h: EngineHarness, customers: Int) throws -> Int64 {
+        let group = try h.fixtures.group(shop: h.shop, members: customers)
+        var coupon = Fixtures.Coupon()
+        coupon.receiveLimit = nil
+        return try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop, coupon))
+    }
+
     @Test func aKilledDaemonsSendIsFinishedByAnotherWithoutDuplicates() throws {
         try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 5}"#) { h in
             let customers = 1500
-            let group = try h.fixtures.group(shop: h.shop, members: customers)
-            var coupon = Fixtures.Coupon()
-            coupon.receiveLimit = nil
-            let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop, coupon))
+            let send = try Self.scheduleLargeSend(h, customers: customers)
             let config = try h.configuration(leaseSeconds: 2, batchSize: 50)
             let first = try h.startDaemon(config: config, instance: "first")
             try h.arrive()
@@ -68,10 +73,7 @@ import Testing
             server: cluster.connectionString
         ) { h in
             let customers = 1500
-            let group = try h.fixtures.group(shop: h.shop, members: customers)
-            var coupon = Fixtures.Coupon()
-            coupon.receiveLimit = nil
-            let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop, coupon))
+            let send = try Self.scheduleLargeSend(h, customers: customers)
             let daemon = try h.startDaemon(config: try h.configuration(leaseSeconds: 2, batchSize: 50))
             defer { _ = daemon.terminate() }
             try h.arrive()
@@ -93,10 +95,7 @@ import Testing
     @Test func sigtermStopsCleanlyAndARestartFinishesWithoutRepeats() throws {
         try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 5}"#) { h in
             let customers = 1000
-            let group = try h.fixtures.group(shop: h.shop, members: customers)
-            var coupon = Fixtures.Coupon()
-            coupon.receiveLimit = nil
-            let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop, coupon))
+            let send = try Self.scheduleLargeSend(h, customers: customers)
             let config = try h.configuration(batchSize: 50)
             let first = try h.startDaemon(config: config)
             try h.arrive()

@@ -15,7 +15,7 @@ import Testing
             #expect(first.count >= 3)
             let second = try migrator.migrate(on: db.connection, logger: quietLogger)
             #expect(second.isEmpty)
-            #expect(try migrator.appliedVersion(on: db.connection) == migrator.latestVersion)
+            #expect(try Migrator.appliedVersion(on: db.connection) == migrator.latestVersion)
         }
     }
 
@@ -35,7 +35,7 @@ import Testing
             #expect(error?.fileName == "0002_broken.sql")
             #expect(error?.line == 4)
             #expect(error?.description.contains("0002_broken.sql:4") == true)
-            #expect(try migrator.appliedVersion(on: db.connection) == 1)
+            #expect(try Migrator.appliedVersion(on: db.connection) == 1)
             let second = try db.connection.queryRow("SELECT to_regclass('second_table') IS NULL AS absent")
             #expect(try second?.decode("absent", as: Bool.self) == true)
         }
