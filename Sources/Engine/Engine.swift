@@ -55,7 +55,7 @@ public final class Engine: Sendable {
     private let deferred = Mutex<[Int64: Date]>([:])
     private let wake = DispatchSemaphore(value: 0)
     private let heartbeatCounter = Atomic<UInt64>(0)
-    let progress = EngineProgress()
+    let progress = SendProgressBoard()
 
     public init(settings: EngineSettings, dependencies: EngineDependencies, logger: Logger) {
         self.settings = settings
@@ -68,14 +68,9 @@ public final class Engine: Sendable {
     /// Advances every time the scheduler loop goes round; the systemd watchdog is fed only while it moves.
     public var heartbeat: UInt64 { heartbeatCounter.load(ordering: .relaxed) }
 
-    /// One readable line for `systemctl status`.
-    public var statusLine: String {
-        let running = active.withLock { $0.count }
-        let recorded = progress.recorded.load(ordering: .relaxed)
-        return running == 0
-            ? "idle; \(recorded) messages recorded since start"
-            : "sending \(running) send(s); \(recorded) messages recorded since start"
-    }
+    /// One readable line for `systemctl status`: each send being delivered with its sent, failed and total counts
+    /// and its rate, or `idle`.
+    public var statusLine: String { progress.statusLine() }
 
     /// Runs until `stop` is requested, then lets the workers finish their batch and give their sends back.
     public func run(stop: StopSignal) {
@@ -164,9 +159,4 @@ public final class Engine: Sendable {
             thread.start()
         }
     }
-}
-
-/// Counters the status line reports.
-final class EngineProgress: Sendable {
-    let recorded = Atomic<Int>(0)
 }

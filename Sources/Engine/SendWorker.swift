@@ -132,6 +132,15 @@ final class SendWorker: Sendable {
             emailGateway: dependencies.email,
             smsGateway: dependencies.sms
         )
+        if let summary = try SendStore(connection: store.connection).send(id: send.id) {
+            engine.progress.begin(
+                sendID: send.id,
+                total: summary.recipientCount ?? 0,
+                sent: summary.sentCount,
+                failed: summary.failedCount
+            )
+        }
+        defer { engine.progress.end(sendID: send.id) }
         var cursor: Int64 = 0
         var lastProgressLog = Date()
         // Batches overlap: while the oldest waits on slow messages and retries, the next ones are already going out.
@@ -155,8 +164,13 @@ final class SendWorker: Sendable {
             }
             guard !inFlight.isEmpty else { break }
             let outcomes = try collect(inFlight.removeFirst(), store: store)
-            try store.record(sendID: send.id, outcomes: outcomes)
-            engine.progress.recorded.add(outcomes.count, ordering: .relaxed)
+            let (sent, failed) = try store.record(sendID: send.id, outcomes: outcomes)
+            engine.progress.add(
+                sendID: send.id,
+                sent: sent,
+                failed: failed,
+                messages: outcomes.reduce(0) { $0 + ($1.emailStatus != nil ? 1 : 0) + ($1.smsStatus != nil ? 1 : 0) }
+            )
             if Date().timeIntervalSince(lastProgressLog) >= 5,
                 let summary = try SendStore(connection: store.connection).send(id: send.id)
             {

@@ -254,17 +254,23 @@ struct Daemon {
     }
 
     /// Pings the systemd watchdog while the engine's heartbeat advances, and keeps STATUS= current.
+    ///
+    /// The status line is refreshed every 2 seconds so that `systemctl status` shows a send's progress as it goes;
+    /// the watchdog is pinged every `WATCHDOG_USEC/2`, and only when the scheduler went round since the last ping.
     private static func superviseWatchdog(engine: Engine, notifier: SystemdNotifier?, stop: StopSignal) {
         guard let notifier else { return }
-        let interval = SystemdNotifier.watchdogInterval() ?? 5
-        let watchdogOn = SystemdNotifier.watchdogInterval() != nil
+        let watchdogInterval = SystemdNotifier.watchdogInterval()
+        let statusInterval = min(2, watchdogInterval ?? 2)
         let thread = Thread {
-            var last = engine.heartbeat
-            while !stop.sleep(interval) {
-                let beat = engine.heartbeat
-                if watchdogOn && beat != last { notifier.watchdog() }
-                last = beat
+            var lastBeat = engine.heartbeat
+            var lastPing = Date()
+            while !stop.sleep(statusInterval) {
                 notifier.status(engine.statusLine)
+                guard let watchdogInterval, Date().timeIntervalSince(lastPing) >= watchdogInterval else { continue }
+                let beat = engine.heartbeat
+                if beat != lastBeat { notifier.watchdog() }
+                lastBeat = beat
+                lastPing = Date()
             }
         }
         thread.name = "watchdog"

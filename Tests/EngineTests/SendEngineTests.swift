@@ -86,6 +86,35 @@ import Testing
         }
     }
 
+    @Test func systemdStatusShowsARunningSendsProgress() throws {
+        // 300 ms per answer keeps 2,000 emails going for several seconds, so the 2-second status refresh sees them.
+        try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 300}"#) { h in
+            let group = try h.fixtures.group(shop: h.shop, members: 2000)
+            var unlimited = Fixtures.Coupon()
+            unlimited.receiveLimit = nil
+            let coupon = try h.fixtures.coupon(shop: h.shop, unlimited)
+            let send = try h.schedule(group: group, coupon: coupon, sms: false)
+            let systemd = try DatagramSink()
+            let daemon = try h.startDaemon(config: try h.configuration(), environment: ["NOTIFY_SOCKET": systemd.path])
+            try h.arrive()
+            let prefix = "STATUS=sending send \(send): "
+            var progress: Substring?
+            let deadline = Date().addingTimeInterval(30)
+            while progress == nil, Date() < deadline {
+                let fields = String(decoding: systemd.receive(), as: UTF8.self).split(separator: "\n")
+                progress = fields.first { $0.hasPrefix(prefix) && !$0.hasPrefix(prefix + "0/") }
+            }
+            let line = try #require(progress, "no progress in STATUS=: \(daemon.stderr.suffix(2000))")
+            // For example "1000/2000 sent, 0 failed, 510 msg/s; 1000 messages recorded since start".
+            let counts = line.dropFirst(prefix.count).split(separator: " ")
+            let sent = try #require(Int(counts[0].split(separator: "/")[0]))
+            #expect(sent > 0 && sent < 2000, "\(line)")
+            #expect(counts[0].hasSuffix("/2000") && counts[1] == "sent," && counts[3] == "failed,", "\(line)")
+            #expect(counts[5] == "msg/s;" && (Int(counts[4]) ?? 0) > 0, "\(line)")
+            #expect(try h.waitUntilFinished(send) == "done")
+        }
+    }
+
     @Test func aMissingGatewayFailsTheSendWithASystemError() throws {
         try EngineHarness.with { h in
             let group = try h.fixtures.group(shop: h.shop, members: 3)

@@ -85,10 +85,13 @@ public final class EngineHarness {
     }
 
     /// Starts `coupond run` against this database.
-    public func startDaemon(config: URL, instance: String = "test-\(UUID().uuidString.prefix(6))") throws
-        -> ChildProcess
-    {
+    public func startDaemon(
+        config: URL,
+        instance: String = "test-\(UUID().uuidString.prefix(6))",
+        environment extra: [String: String] = [:]
+    ) throws -> ChildProcess {
         var environment: [String: String?] = db.environment.mapValues { $0 }
+        environment.merge(extra.mapValues { $0 }) { $1 }
         environment["DATABASE_URL"] = .some(nil)
         environment["COUPOND_INSTANCE_NAME"] = instance
         return try ChildProcess(
