@@ -8,11 +8,11 @@ internal import CCurl
 /// One thread at a time: the type is not `Sendable`. Calls block; never call them on Swift's cooperative pool.
 ///
 /// ### Ownership
-/// The client owns one `CURL` easy handle, created in `init` and cleaned up in `deinit`.
+/// The client owns one easy handle (``CurlHandle``), created in `init` and cleaned up when the client goes.
 ///
 /// Related libcurl documentation: https://curl.se/libcurl/c/libcurl-easy.html
 public final class CurlEasyClient {
-    private let handle: UnsafeMutableRawPointer
+    private let handle = CurlHandle()
 
     /// Initialises libcurl globally. Call once from `main` before starting threads.
     public static func globalInit() {
@@ -20,21 +20,14 @@ public final class CurlEasyClient {
         curl_global_init(Int(CURL_GLOBAL_DEFAULT))
     }
 
-    public init() {
-        guard let handle = curl_easy_init() else { preconditionFailure("curl_easy_init failed: out of memory") }
-        self.handle = handle
-    }
-
-    deinit {
-        curl_easy_cleanup(handle)
-    }
+    public init() {}
 
     /// Sends a request and waits for its response.
     ///
     /// - Throws: ``CurlError`` when no response arrived (timeouts, refused or dropped connections).
     public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
-        let transfer = try CurlTransfer(handle: handle, request: request)
-        return try withExtendedLifetime(transfer) { try transfer.result(curl_easy_perform(handle)).get() }
+        try handle.prepare(request)
+        return try handle.result(curl_easy_perform(handle.raw)).get()
     }
 }
 

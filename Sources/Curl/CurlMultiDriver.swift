@@ -25,7 +25,7 @@ public final class CurlMultiDriver: Sendable {
         let notBefore: ContinuousClock.Instant
         let limiter: RateLimiter?
         let completion: @Sendable (Result<HTTPResponse, CurlError>) -> Void
-        var transfer: CurlTransfer?
+        var handle: CurlHandle?
 
         init(
             request: HTTPRequest,
@@ -52,6 +52,7 @@ public final class CurlMultiDriver: Sendable {
     private let multiAddress: UInt
     private let maxInFlight: Int
     private let shared = Mutex(Shared())
+    private let stats = Mutex(Statistics())
     private let finished = DispatchSemaphore(value: 0)
 
     /// - Parameters:
@@ -95,17 +96,31 @@ public final class CurlMultiDriver: Sendable {
         completion: @escaping @Sendable (Result<HTTPResponse, CurlError>) -> Void
     ) {
         let job = Job(request: request, notBefore: notBefore, limiter: limiter, completion: completion)
-        let accepted = shared.withLock { state -> Bool in
-            guard !state.stopping else { return false }
+        let (accepted, wasEmpty) = shared.withLock { state -> (Bool, Bool) in
+            guard !state.stopping else { return (false, false) }
             state.incoming.append(job)
-            return true
+            return (true, state.incoming.count == 1)
         }
         guard accepted else {
             completion(.failure(CurlError(shutdown: ())))
             return
         }
-        curl_multi_wakeup(multi)
+        // The driver takes the whole queue at once: only the submission that finds it empty needs to wake it.
+        if wasEmpty { curl_multi_wakeup(multi) }
     }
+
+    /// How the driver loop has spent its time, for tests and diagnostics.
+    public struct Statistics: Sendable, Equatable {
+        /// Times the loop waited in `curl_multi_poll`.
+        public var polls = 0
+        /// Waits that ran to their timeout although a request was ready to start when the wait began: a stall.
+        public var stalledPolls = 0
+        /// Transfers completed, successfully or not.
+        public var completed = 0
+    }
+
+    /// The loop's counters so far.
+    public var statistics: Statistics { stats.withLock { $0 } }
 
     /// Sends one request and waits for its response, from a thread that may block.
     public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
@@ -144,9 +159,10 @@ public final class CurlMultiDriver: Sendable {
     private func runLoop() {
         var waiting: [Job] = []
         var running: [UInt: Job] = [:]
-        var idleHandles: [UnsafeMutableRawPointer] = []
+        var idleHandles: [CurlHandle] = []
+        var finished: [(Job, Result<HTTPResponse, CurlError>)] = []
         defer {
-            for handle in idleHandles { curl_easy_cleanup(handle) }
+            idleHandles.removeAll()
             curl_multi_cleanup(multi)
         }
         while true {
@@ -161,56 +177,95 @@ public final class CurlMultiDriver: Sendable {
                 if running.isEmpty { return }
             }
 
-            // Start what may start; remember when the next waiting job becomes startable.
             let now = ContinuousClock.now
-            var nextWake = now.advanced(by: .seconds(1))
-            var index = 0
-            while index < waiting.count, running.count < maxInFlight {
-                let job = waiting[index]
-                if job.notBefore > now {
-                    nextWake = min(nextWake, job.notBefore)
-                    index += 1
-                    continue
-                }
-                if let limiter = job.limiter, let ready = limiter.acquire(now: now) {
-                    nextWake = min(nextWake, ready)
-                    index += 1
-                    continue
-                }
-                waiting.swapAt(index, waiting.count - 1)
-                waiting.removeLast()
-                let handle = idleHandles.popLast() ?? curl_easy_init()!
-                do {
-                    let transfer = try CurlTransfer(handle: handle, request: job.request)
-                    job.transfer = transfer
-                    curl_multi_add_handle(multi, handle)
-                    running[UInt(bitPattern: handle)] = job
-                } catch let error as CurlError {
-                    idleHandles.append(handle)
-                    job.completion(.failure(error))
-                } catch {
-                    idleHandles.append(handle)
-                }
-            }
+            let schedule = startReady(&waiting, running: &running, idle: &idleHandles, now: now)
 
             var stillRunning: Int32 = 0
             curl_multi_perform(multi, &stillRunning)
             var remaining: Int32 = 0
             while let message = curl_multi_info_read(multi, &remaining) {
-                guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle else { continue }
+                guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
                 let code = message.pointee.data.result
-                curl_multi_remove_handle(multi, handle)
-                guard let job = running.removeValue(forKey: UInt(bitPattern: handle)) else { continue }
-                let result = job.transfer?.result(code) ?? .failure(CurlError(shutdown: ()))
-                job.transfer = nil
+                curl_multi_remove_handle(multi, easy)
+                guard let job = running.removeValue(forKey: UInt(bitPattern: easy)), let handle = job.handle else {
+                    continue
+                }
+                finished.append((job, handle.result(code)))
+                job.handle = nil
                 idleHandles.append(handle)
-                job.completion(result)
             }
+            // Counted before the completions run, so that whoever a completion wakes sees the count.
+            if !finished.isEmpty { stats.withLock { $0.completed += finished.count } }
+            for (job, result) in finished { job.completion(result) }
+            finished.removeAll(keepingCapacity: true)
 
-            let hasStartable = !waiting.isEmpty && running.count < maxInFlight
-            let timeout = hasStartable ? max(0, Self.milliseconds(until: nextWake)) : 1000
+            // Requests were held back only because every slot was taken, and slots are free now: go round at once.
+            // A local gateway answers inside the same perform call that sent the request, so this is the common
+            // case under load, and sleeping here would leave the slots idle until the poll timed out.
+            if schedule.heldForSlot && running.count < maxInFlight { continue }
+            let timeout = schedule.nextWake.map { max(0, Self.milliseconds(until: $0)) } ?? 1000
+            let pollStarted = ContinuousClock.now
             curl_multi_poll(multi, nil, 0, Int32(min(timeout, 1000)), nil)
+            let timedOut = timeout > 0 && Self.milliseconds(until: pollStarted) <= -timeout
+            stats.withLock { stats in
+                stats.polls += 1
+                if timedOut && schedule.heldForSlot { stats.stalledPolls += 1 }
+            }
         }
+    }
+
+    /// What held back the requests that did not start.
+    private struct Schedule {
+        /// Requests were left waiting because every slot was taken.
+        var heldForSlot = false
+        /// The earliest instant a request held back by its time or rate limit may start.
+        var nextWake: ContinuousClock.Instant?
+    }
+
+    /// Starts every waiting request whose time has come and whose rate limit allows, while slots are free.
+    private func startReady(
+        _ waiting: inout [Job],
+        running: inout [UInt: Job],
+        idle: inout [CurlHandle],
+        now: ContinuousClock.Instant
+    ) -> Schedule {
+        var schedule = Schedule()
+        var index = 0
+        while index < waiting.count {
+            guard running.count < maxInFlight else {
+                // The rest waits for a slot; a finished transfer wakes the loop, which then looks at them again.
+                schedule.heldForSlot = true
+                break
+            }
+            let job = waiting[index]
+            if job.notBefore > now {
+                schedule.nextWake = min(schedule.nextWake ?? job.notBefore, job.notBefore)
+                index += 1
+                continue
+            }
+            if let limiter = job.limiter, let ready = limiter.acquire(now: now) {
+                schedule.nextWake = min(schedule.nextWake ?? ready, ready)
+                index += 1
+                continue
+            }
+            // Order among waiting requests does not matter; removing by swap keeps this loop linear.
+            waiting.swapAt(index, waiting.count - 1)
+            waiting.removeLast()
+            let handle = idle.popLast() ?? CurlHandle()
+            do {
+                try handle.prepare(job.request)
+                job.handle = handle
+                curl_multi_add_handle(multi, handle.raw)
+                running[UInt(bitPattern: handle.raw)] = job
+            } catch let error as CurlError {
+                idle.append(handle)
+                job.completion(.failure(error))
+            } catch {
+                idle.append(handle)
+                job.completion(.failure(CurlError(code: CURLE_FAILED_INIT, detail: "\(error)", operation: "setopt")))
+            }
+        }
+        return schedule
     }
 
     private static func milliseconds(until instant: ContinuousClock.Instant) -> Int {

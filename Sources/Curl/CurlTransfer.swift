@@ -1,64 +1,118 @@
 internal import CCurl
 import Foundation
 
-/// One request configured on an easy handle, with everything libcurl points at kept alive alongside it.
+/// One easy handle, reused request after request, with everything libcurl points at kept alive beside it.
+///
+/// Options that never change (callbacks, error buffer, signals, protocols) are set once when the handle is made; a
+/// request sets only what differs from the previous one, so a reused handle costs a few `setopt` calls instead of a
+/// `curl_easy_reset` and a dozen options.
 ///
 /// ### Ownership
-/// The transfer does not own the easy handle (a client or a driver's pool does), but it owns the header list, the
-/// error buffer and the response box, and frees them in `deinit`, after libcurl is done with the handle.
-final class CurlTransfer {
-    let handle: UnsafeMutableRawPointer
+/// The handle owns the `CURL` easy handle, its header list, error buffer, body buffer and response box, and frees
+/// them in `deinit`. It must not be deallocated while a multi handle still holds it (the driver removes it first).
+///
+/// ### Threading
+/// One thread at a time: the client or driver thread that owns it.
+final class CurlHandle {
+    let raw: UnsafeMutableRawPointer
     let box = ResponseBox()
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private var headerList: UnsafeMutablePointer<curl_slist>?
+    /// The request body; `CURLOPT_POSTFIELDS` points into it (without a copy) until the next request.
+    private var body: UnsafeMutableRawBufferPointer
+    private var current = Settings()
 
-    /// Resets `handle` and configures it for `request`.
-    ///
-    /// - Throws: ``CurlError`` when libcurl refuses an option (for example an unsupported protocol).
-    init(handle: UnsafeMutableRawPointer, request: HTTPRequest) throws {
-        self.handle = handle
+    /// What the previous request set, so that an equal value is not set again.
+    private struct Settings: Equatable {
+        var url = ""
+        var method = "GET"
+        var connectTimeout = -1.0
+        var totalTimeout = -1.0
+    }
+
+    init() {
+        guard let raw = curl_easy_init() else { preconditionFailure("curl_easy_init failed: out of memory") }
+        self.raw = raw
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        curl_easy_reset(handle)
+        body = .allocate(byteCount: 4096, alignment: 1)
+        let userdata = Unmanaged.passUnretained(box).toOpaque()
+        // These cannot fail for an http build of libcurl; a failure is a broken installation.
+        for code in [
+            ccurl_easy_setopt_ptr(raw, CURLOPT_ERRORBUFFER, errorBuffer),
+            // Signals would interrupt other threads' work; timeouts work without them with the threaded resolver.
+            ccurl_easy_setopt_long(raw, CURLOPT_NOSIGNAL, 1),
+            "http,https".withCString { ccurl_easy_setopt_ptr(raw, CURLOPT_PROTOCOLS_STR, $0) },
+            ccurl_easy_setopt_write_callback(raw, CURLOPT_WRITEFUNCTION, curlWriteBody),
+            ccurl_easy_setopt_ptr(raw, CURLOPT_WRITEDATA, userdata),
+            ccurl_easy_setopt_write_callback(raw, CURLOPT_HEADERFUNCTION, curlWriteHeader),
+            ccurl_easy_setopt_ptr(raw, CURLOPT_HEADERDATA, userdata),
+        ] {
+            precondition(code == CURLE_OK, "libcurl refused a basic option: \(code.rawValue)")
+        }
+    }
+
+    deinit {
+        curl_easy_cleanup(raw)
+        curl_slist_free_all(headerList)
+        errorBuffer.deallocate()
+        body.deallocate()
+    }
+
+    /// Configures the handle for `request`.
+    ///
+    /// - Throws: ``CurlError`` when libcurl refuses an option (for example an unsupported protocol).
+    func prepare(_ request: HTTPRequest) throws {
+        box.reset()
+        errorBuffer[0] = 0
+        curl_slist_free_all(headerList)
+        headerList = nil
         for header in request.headers {
             headerList = curl_slist_append(headerList, "\(header.name): \(header.value)")
         }
         // An empty Expect header stops libcurl from waiting for "100 Continue" on larger bodies.
         headerList = curl_slist_append(headerList, "Expect:")
-
-        try set(CURLOPT_ERRORBUFFER, pointer: errorBuffer)
-        // Signals would interrupt other threads' work; timeouts work without them with the threaded resolver.
-        try set(CURLOPT_NOSIGNAL, 1)
-        try set(CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout * 1000))
-        try set(CURLOPT_TIMEOUT_MS, Int(request.totalTimeout * 1000))
-        try set(CURLOPT_PROTOCOLS_STR, string: "http,https")
-        try set(CURLOPT_URL, string: request.url)
-        try set(CURLOPT_CUSTOMREQUEST, string: request.method)
         try set(CURLOPT_HTTPHEADER, pointer: headerList)
-        if let body = request.body {
-            try set(CURLOPT_POSTFIELDSIZE_LARGE, body.count)
-            // COPYPOSTFIELDS copies the bytes, so they need not outlive this call.
-            try body.withUnsafeBytes { bytes in
-                try set(CURLOPT_COPYPOSTFIELDS, pointer: bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1))
-            }
-        }
-        let userdata = Unmanaged.passUnretained(box).toOpaque()
-        try check(ccurl_easy_setopt_write_callback(handle, CURLOPT_WRITEFUNCTION, curlWriteBody))
-        try set(CURLOPT_WRITEDATA, pointer: userdata)
-        try check(ccurl_easy_setopt_write_callback(handle, CURLOPT_HEADERFUNCTION, curlWriteHeader))
-        try set(CURLOPT_HEADERDATA, pointer: userdata)
-    }
 
-    deinit {
-        curl_slist_free_all(headerList)
-        errorBuffer.deallocate()
+        if request.url != current.url {
+            try set(CURLOPT_URL, string: request.url)
+            current.url = request.url
+        }
+        if request.connectTimeout != current.connectTimeout {
+            try set(CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout * 1000))
+            current.connectTimeout = request.connectTimeout
+        }
+        if request.totalTimeout != current.totalTimeout {
+            try set(CURLOPT_TIMEOUT_MS, Int(request.totalTimeout * 1000))
+            current.totalTimeout = request.totalTimeout
+        }
+        if let data = request.body {
+            if data.count > body.count {
+                body.deallocate()
+                body = .allocate(byteCount: max(data.count, body.count * 2), alignment: 1)
+            }
+            data.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: body[..<data.count]))
+            try set(CURLOPT_POSTFIELDSIZE_LARGE, data.count)
+            try set(CURLOPT_POSTFIELDS, pointer: body.baseAddress)
+        } else {
+            try set(CURLOPT_HTTPGET, 1)
+        }
+        if request.method != current.method {
+            // POST and GET follow from the body; any other method is sent as a custom request line.
+            if request.method == "POST" || request.method == "GET" {
+                try set(CURLOPT_CUSTOMREQUEST, pointer: nil)
+            } else {
+                try set(CURLOPT_CUSTOMREQUEST, string: request.method)
+            }
+            current.method = request.method
+        }
     }
 
     /// The response, or the error `code` stands for.
     func result(_ code: CURLcode) -> Result<HTTPResponse, CurlError> {
         guard code == CURLE_OK else { return .failure(error(code, "perform")) }
         var status = 0
-        let info = ccurl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        let info = ccurl_easy_getinfo_long(raw, CURLINFO_RESPONSE_CODE, &status)
         guard info == CURLE_OK else { return .failure(error(info, "getinfo")) }
         return .success(HTTPResponse(status: status, headers: box.headers, body: box.body))
     }
@@ -72,11 +126,11 @@ final class CurlTransfer {
     }
 
     private func set(_ option: CURLoption, _ value: Int) throws {
-        try check(ccurl_easy_setopt_long(handle, option, value))
+        try check(ccurl_easy_setopt_long(raw, option, value))
     }
 
     private func set(_ option: CURLoption, pointer: UnsafeRawPointer?) throws {
-        try check(ccurl_easy_setopt_ptr(handle, option, pointer))
+        try check(ccurl_easy_setopt_ptr(raw, option, pointer))
     }
 
     /// libcurl copies string options (all but POSTFIELDS), so the C string may die after the call.
@@ -90,16 +144,32 @@ final class ResponseBox {
     var body = Data()
     var headers: [String: String] = [:]
 
-    func appendHeaderLine(_ line: String) {
+    func reset() {
+        body.removeAll(keepingCapacity: true)
+        headers.removeAll(keepingCapacity: true)
+    }
+
+    /// Adds one header line as libcurl hands it over (with its CRLF), without building intermediate strings.
+    func appendHeaderLine(_ line: UnsafeRawBufferPointer) {
         // A new status line (after a redirect or 100 Continue) starts a new header block.
-        if line.hasPrefix("HTTP/") {
-            headers.removeAll()
+        if line.starts(with: "HTTP/".utf8) {
+            headers.removeAll(keepingCapacity: true)
             return
         }
-        guard let colon = line.firstIndex(of: ":") else { return }
-        let name = line[..<colon].lowercased()
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-        headers[name] = value
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+        var start = colon + 1
+        var end = line.count
+        while start < end, isSpace(line[start]) { start += 1 }
+        while end > start, isSpace(line[end - 1]) { end -= 1 }
+        let name = String(unsafeUninitializedCapacity: colon) { buffer in
+            for index in 0..<colon {
+                let byte = line[index]
+                buffer[index] = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+            }
+            return colon
+        }
+        headers[name] = String(decoding: UnsafeRawBufferPointer(rebasing: line[start..<end]), as: UTF8.self)
     }
 }
 
@@ -123,7 +193,6 @@ private func curlWriteHeader(
 ) -> Int {
     guard let data, let userdata else { return 0 }
     let box = Unmanaged<ResponseBox>.fromOpaque(userdata).takeUnretainedValue()
-    let bytes = UnsafeRawBufferPointer(start: data, count: size * count)
-    box.appendHeaderLine(String(decoding: bytes, as: UTF8.self))
+    box.appendHeaderLine(UnsafeRawBufferPointer(start: data, count: size * count))
     return size * count
 }
