@@ -40,7 +40,7 @@ public struct GatewayEndpoint: Sendable {
 extension GatewayEndpoint {
     /// A JSON `POST` to the endpoint with a bearer token and the message's idempotency key, as the webhooks and
     /// SendGrid take it.
-    func bearerJSONRequest(_ object: [String: Any], idempotencyKey: String) -> HTTPRequest {
+    func bearerJSONRequest(_ body: JSONBytes, idempotencyKey: String) -> HTTPRequest {
         HTTPRequest(
             method: "POST",
             url: url,
@@ -48,7 +48,7 @@ extension GatewayEndpoint {
                 ("Content-Type", "application/json"), ("Authorization", "Bearer \(credential)"),
                 ("Idempotency-Key", idempotencyKey),
             ],
-            body: jsonData(object),
+            body: body.data,
             connectTimeout: connectTimeout,
             totalTimeout: totalTimeout
         )
@@ -89,13 +89,8 @@ extension Gateway {
         return formatter.date(from: value).map { max(0, $0.timeIntervalSinceNow) }
     }
 
-    func json(_ response: HTTPResponse) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] ?? [:]
+    /// A top-level field of the response's JSON body (see ``JSONFields``).
+    func field(_ key: String, of response: HTTPResponse) -> String? {
+        JSONFields.value(key, in: response.body)
     }
-
-}
-
-/// JSON for a request body; the objects built here always serialise.
-func jsonData(_ object: [String: Any]) -> Data {
-    (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
 }

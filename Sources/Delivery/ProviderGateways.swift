@@ -16,14 +16,21 @@ public struct SendGridGateway: Gateway {
         guard case .email(let subject, let html, let text) = message.content else {
             preconditionFailure("SendGridGateway given a non-email message")
         }
-        let body: [String: Any] = [
-            "personalizations": [["to": [["email": message.to]]]],
-            "from": ["email": endpoint.from],
-            "subject": subject,
-            // SendGrid requires text/plain before text/html.
-            "content": [["type": "text/plain", "value": text], ["type": "text/html", "value": html]],
-            "custom_args": ["idempotency_key": message.idempotencyKey],
-        ]
+        var body = JSONBytes(capacity: 320 + html.utf8.count + text.utf8.count)
+        body.raw(#"{"personalizations":[{"to":[{"email":"#)
+        body.string(message.to)
+        body.raw(#"}]}],"from":{"email":"#)
+        body.string(endpoint.from)
+        body.raw(#"},"subject":"#)
+        body.string(subject)
+        // SendGrid requires text/plain before text/html.
+        body.raw(#","content":[{"type":"text/plain","value":"#)
+        body.string(text)
+        body.raw(#"},{"type":"text/html","value":"#)
+        body.string(html)
+        body.raw(#"}],"custom_args":{"idempotency_key":"#)
+        body.string(message.idempotencyKey)
+        body.raw("}}")
         return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
     }
 
@@ -77,21 +84,34 @@ public struct TwilioGateway: Gateway {
         standardVerdict(
             response,
             accepted: { response in
-                let body = json(response)
-                let segments = (body["num_segments"] as? String).flatMap(Int.init) ?? body["num_segments"] as? Int
-                return .accepted(messageID: body["sid"] as? String, segments: segments)
+                .accepted(
+                    messageID: field("sid", of: response),
+                    segments: field("num_segments", of: response).flatMap { Int($0) }
+                )
             },
             refusal: { response in
                 // 21211: invalid 'To' number; 21614: not a mobile number.
-                let code = json(response)["code"] as? Int
+                let code = field("code", of: response).flatMap { Int($0) }
                 return code == 21211 || code == 21614 ? .invalidMobileNumber : .gatewayRefused
             }
         )
     }
 
+    /// `application/x-www-form-urlencoded` value: everything but unreserved characters (RFC 3986) percent-encoded.
     static func formEncode(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+        let hex = Array("0123456789ABCDEF".utf8)
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(text.utf8.count * 3 / 2)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                encoded.append(byte)
+            default:
+                encoded.append(contentsOf: [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            }
+        }
+        return String(decoding: encoded, as: UTF8.self)
     }
 }

@@ -15,17 +15,25 @@ public struct WebhookEmailGateway: Gateway {
         guard case .email(let subject, let html, let text) = message.content else {
             preconditionFailure("WebhookEmailGateway given a non-email message")
         }
-        return endpoint.bearerJSONRequest(
-            [
-                "from": endpoint.from, "to": message.to, "subject": subject, "html": html, "text": text,
-                "idempotency_key": message.idempotencyKey,
-            ],
-            idempotencyKey: message.idempotencyKey
-        )
+        var body = JSONBytes(capacity: 256 + html.utf8.count + text.utf8.count)
+        body.raw(#"{"from":"#)
+        body.string(endpoint.from)
+        body.raw(#","to":"#)
+        body.string(message.to)
+        body.raw(#","subject":"#)
+        body.string(subject)
+        body.raw(#","html":"#)
+        body.string(html)
+        body.raw(#","text":"#)
+        body.string(text)
+        body.raw(#","idempotency_key":"#)
+        body.string(message.idempotencyKey)
+        body.raw("}")
+        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
     }
 
     public func verdict(for response: HTTPResponse) -> GatewayVerdict {
-        standardVerdict(response) { .accepted(messageID: json($0)["id"] as? String, segments: nil) }
+        standardVerdict(response) { .accepted(messageID: field("id", of: $0), segments: nil) }
     }
 }
 
@@ -44,22 +52,29 @@ public struct WebhookSMSGateway: Gateway {
         guard case .sms(let text) = message.content else {
             preconditionFailure("WebhookSMSGateway given a non-SMS message")
         }
-        return endpoint.bearerJSONRequest(
-            [
-                "from": endpoint.from, "to": message.to, "text": text, "idempotency_key": message.idempotencyKey,
-            ],
-            idempotencyKey: message.idempotencyKey
-        )
+        var body = JSONBytes(capacity: 128 + text.utf8.count)
+        body.raw(#"{"from":"#)
+        body.string(endpoint.from)
+        body.raw(#","to":"#)
+        body.string(message.to)
+        body.raw(#","text":"#)
+        body.string(text)
+        body.raw(#","idempotency_key":"#)
+        body.string(message.idempotencyKey)
+        body.raw("}")
+        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
     }
 
     public func verdict(for response: HTTPResponse) -> GatewayVerdict {
         standardVerdict(
             response,
             accepted: { response in
-                let body = json(response)
-                return .accepted(messageID: body["id"] as? String, segments: body["segments"] as? Int)
+                .accepted(
+                    messageID: field("id", of: response),
+                    segments: field("segments", of: response).flatMap { Int($0) }
+                )
             },
-            refusal: { json($0)["error"] as? String == "invalid_number" ? .invalidMobileNumber : .gatewayRefused }
+            refusal: { field("error", of: $0) == "invalid_number" ? .invalidMobileNumber : .gatewayRefused }
         )
     }
 }

@@ -22,8 +22,9 @@ struct BatchPreparation: Sendable {
     let context: SendContext
     let message: PreparedMessage
     let tokens: ClaimTokenIssuer
-    /// `utm_campaign` of the links, the same as the preview shows.
-    let campaign: String
+    /// The send's claim links per channel, with `utm_campaign` the same as the preview shows.
+    let emailLinks: ClaimLink.Template?
+    let smsLinks: ClaimLink.Template?
     let threads: Int
     let emailGateway: GatewayDispatcher?
     let smsGateway: GatewayDispatcher?
@@ -45,14 +46,10 @@ struct BatchPreparation: Sendable {
 
     private func prepare(_ recipient: PendingRecipient) -> PreparedRecipient {
         let token = tokens.token(sendID: sendID, customerID: recipient.customerID)
-        func link(_ channel: Channel) -> String {
-            ClaimLink.make(loginURL: context.loginURL, token: token, channel: channel, campaign: campaign)
-                ?? context.loginURL
-        }
         let rendered = message.render(
             customerName: recipient.name,
-            emailLink: recipient.emailPending ? link(.email) : "",
-            smsLink: recipient.smsPending ? link(.sms) : ""
+            emailLink: recipient.emailPending ? emailLinks?.link(token: token) ?? context.loginURL : "",
+            smsLink: recipient.smsPending ? smsLinks?.link(token: token) ?? context.loginURL : ""
         )
         let key = "coupond-\(sendID)-\(recipient.customerID)"
         var prepared = PreparedRecipient(

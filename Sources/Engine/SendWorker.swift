@@ -127,7 +127,16 @@ final class SendWorker: Sendable {
                 )
             ),
             tokens: dependencies.tokens,
-            campaign: ClaimLink.campaign(couponID: send.couponID),
+            emailLinks: ClaimLink.Template(
+                loginURL: context.loginURL,
+                channel: .email,
+                campaign: ClaimLink.campaign(couponID: send.couponID)
+            ),
+            smsLinks: ClaimLink.Template(
+                loginURL: context.loginURL,
+                channel: .sms,
+                campaign: ClaimLink.campaign(couponID: send.couponID)
+            ),
             threads: settings.preparationThreads,
             emailGateway: dependencies.email,
             smsGateway: dependencies.sms

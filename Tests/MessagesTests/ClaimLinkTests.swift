@@ -25,4 +25,19 @@ import Testing
     @Test func refusesARelativeLoginURL() {
         #expect(ClaimLink.make(loginURL: "/login", token: "t", channel: .email, campaign: "c") == nil)
     }
+
+    @Test(arguments: [
+        "https://shop.example/account/login",
+        "https://shop.example/login?next=%2Fcart&utm_source=old",
+        "http://shop.example:8080/",
+    ])
+    func aSendsLinkTemplateGivesTheSameLinkAsMake(loginURL: String) throws {
+        let template = try #require(ClaimLink.Template(loginURL: loginURL, channel: .sms, campaign: "coupon-7"))
+        for token in ["Zx9-_aB3", "abc+/=", "ä"] {
+            #expect(
+                template.link(token: token)
+                    == ClaimLink.make(loginURL: loginURL, token: token, channel: .sms, campaign: "coupon-7")
+            )
+        }
+    }
 }
