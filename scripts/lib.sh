@@ -25,7 +25,8 @@ coupond_pg_bindir() {
 
 # Starts a private cluster in a new temporary folder, listening on 127.0.0.1 and a free port, and exports
 # PGHOST, PGPORT, PGUSER and PGDATABASE for it. PostgreSQL refuses to run as root, so as root it runs as the
-# 'postgres' system user. Call coupond_pg_stop to stop it and remove the folder.
+# 'postgres' system user. COUPOND_PG_OPTIONS adds server options (for example -c shared_preload_libraries=...).
+# Call coupond_pg_stop to stop it and remove the folder.
 coupond_pg_start() {
     local bindir port runas=()
     bindir=$(coupond_pg_bindir)
@@ -37,7 +38,7 @@ coupond_pg_start() {
     fi
     "${runas[@]}" "$bindir/initdb" -D "$COUPOND_PG_DIR/data" -U postgres -A trust -E UTF8 --no-locale >/dev/null
     "${runas[@]}" "$bindir/pg_ctl" -D "$COUPOND_PG_DIR/data" -l "$COUPOND_PG_DIR/server.log" -w \
-        -o "-k $COUPOND_PG_DIR -c listen_addresses=127.0.0.1 -p $port -c max_connections=300 -c fsync=off" \
+        -o "-k $COUPOND_PG_DIR -c listen_addresses=127.0.0.1 -p $port -c max_connections=300 -c fsync=off ${COUPOND_PG_OPTIONS:-}" \
         start >/dev/null
     export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
     export COUPOND_PG_DIR COUPOND_PG_RUNAS="${runas[*]}"

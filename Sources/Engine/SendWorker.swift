@@ -101,6 +101,7 @@ final class SendWorker: Sendable {
             logger.notice("send failed at its hour", metadata: ["failure.reason": "\(reason)"])
             return "failed"
         case .sending(let recipients, let failedAtOnce):
+            try store.analyzeRecipients()
             logger.notice(
                 "send started",
                 metadata: ["recipients": "\(recipients)", "unreachable": "\(failedAtOnce)"]

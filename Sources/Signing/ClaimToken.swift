@@ -25,7 +25,7 @@ public struct ClaimTokenIssuer: Sendable {
         return Data(mac).base64URLEncoded()
     }
 
-    /// SHA-256 of the token's UTF-8 text, as stored in `send_recipients.token_hash`.
+    /// SHA-256 of the token's UTF-8 text, as stored in `claim_tokens.token_hash`.
     public static func hash(_ token: String) -> Data {
         Data(SHA256.hash(data: Data(token.utf8)))
     }

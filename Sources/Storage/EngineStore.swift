@@ -265,8 +265,8 @@ public struct EngineStore {
             try connection.execute(
                 """
                 INSERT INTO coupond.send_recipients
-                    (send_id, customer_id, email, mobile, email_status, email_error, sms_status, sms_error)
-                SELECT \(send.id), c.id, c.email, c.mobile,
+                    (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error)
+                SELECT \(send.id), c.id, c.name, c.email, c.mobile,
                     CASE WHEN NOT \(send.email) THEN NULL
                          WHEN coalesce(c.email, '') = '' OR NOT c.email_consent THEN 'failed' ELSE 'pending' END,
                     CASE WHEN NOT \(send.email) THEN NULL
@@ -361,19 +361,10 @@ public struct EngineStore {
         )
     }
 
-    /// The next recipients with a pending channel after `customerID`, in customer order.
+    /// The next recipients with a pending channel after `customerID`, in customer order: a keyset page read along
+    /// the primary key, which stops after `limit` rows (``pendingRecipientsPlan(sendID:after:limit:)`` shows it).
     public func pendingRecipients(sendID: Int64, after customerID: Int64, limit: Int) throws -> [PendingRecipient] {
-        try connection.query(
-            """
-            SELECT r.customer_id, c.name, r.email, r.mobile,
-                   r.email_status = 'pending' AS email_pending, r.sms_status = 'pending' AS sms_pending
-            FROM coupond.send_recipients r LEFT JOIN coupond.customers c ON c.id = r.customer_id
-            WHERE r.send_id = \(sendID) AND r.customer_id > \(customerID)
-              AND (r.email_status = 'pending' OR r.sms_status = 'pending')
-            ORDER BY r.customer_id
-            LIMIT \(limit)
-            """
-        ).map { row in
+        try connection.query(Self.pendingRecipientsQuery(sendID: sendID, after: customerID, limit: limit)).map { row in
             PendingRecipient(
                 customerID: try row.decode("customer_id"),
                 name: try row.decode("name", as: String?.self),
@@ -385,14 +376,40 @@ public struct EngineStore {
         }
     }
 
+    /// PostgreSQL's plan for ``pendingRecipients(sendID:after:limit:)``, as `EXPLAIN` prints it.
+    public func pendingRecipientsPlan(sendID: Int64, after customerID: Int64, limit: Int) throws -> String {
+        let query = Self.pendingRecipientsQuery(sendID: sendID, after: customerID, limit: limit)
+        return try connection.query("EXPLAIN \(subquery: query)").compactMap { $0["QUERY PLAN"] }
+            .joined(separator: "\n")
+    }
+
+    static func pendingRecipientsQuery(sendID: Int64, after customerID: Int64, limit: Int) -> PostgresQuery {
+        """
+        SELECT customer_id, name, email, mobile,
+               email_status = 'pending' AS email_pending, sms_status = 'pending' AS sms_pending
+        FROM coupond.send_recipients
+        WHERE send_id = \(sendID) AND customer_id > \(customerID)
+          AND (email_status = 'pending' OR sms_status = 'pending')
+        ORDER BY send_id, customer_id
+        LIMIT \(limit)
+        """
+    }
+
+    /// Refreshes the planner's statistics of the recipients after a send wrote its rows, so that pages are read along
+    /// the primary key rather than by sorting every remaining row of the send.
+    public func analyzeRecipients() throws {
+        try connection.execute("ANALYZE coupond.send_recipients")
+    }
+
     /// Stores the claim-token hashes of a batch before its messages go out, so every link that leaves can be
-    /// claimed.
+    /// claimed. A batch resumed after a crash derives the same tokens; their hashes are already there.
     public func storeTokenHashes(sendID: Int64, customerIDs: [Int64], hexHashes: [String]) throws {
         try connection.execute(
             """
-            UPDATE coupond.send_recipients r SET token_hash = decode(v.hash, 'hex')
+            INSERT INTO coupond.claim_tokens (token_hash, send_id, customer_id)
+            SELECT decode(v.hash, 'hex'), \(sendID), v.customer_id
             FROM unnest(\(customerIDs)::bigint[], \(hexHashes)::text[]) AS v(customer_id, hash)
-            WHERE r.send_id = \(sendID) AND r.customer_id = v.customer_id AND r.token_hash IS NULL
+            ON CONFLICT (token_hash) DO NOTHING
             """
         )
     }
