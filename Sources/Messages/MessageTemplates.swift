@@ -115,7 +115,16 @@ public struct MessageTemplates: Sendable {
         return (subject.render(values), html.render(values), text.render(values), sms.render(values))
     }
 
+    /// The text without leading and trailing white space and newlines: the scalars with Unicode's White_Space
+    /// property, the same set as Foundation's `whitespacesAndNewlines`, without bridging to `NSString` for every
+    /// message.
     static func trimmed(_ text: String) -> String {
-        text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let scalars = text.unicodeScalars
+        var start = scalars.startIndex
+        var end = scalars.endIndex
+        while start < end, scalars[start].properties.isWhitespace { start = scalars.index(after: start) }
+        while end > start, scalars[scalars.index(before: end)].properties.isWhitespace { end = scalars.index(before: end) }
+        if start == scalars.startIndex && end == scalars.endIndex { return text }
+        return String(scalars[start..<end])
     }
 }

@@ -19,7 +19,15 @@ public struct SMSSegments: Sendable, Equatable, Codable {
         var septets = 0
         var isGSM = true
         for scalar in text.unicodeScalars {
-            if Self.basic.contains(scalar) {
+            // Most SMS text is ASCII: a table answers without hashing.
+            if scalar.value < 128 {
+                let cost = Self.asciiSeptets[Int(scalar.value)]
+                guard cost > 0 else {
+                    isGSM = false
+                    break
+                }
+                septets += Int(cost)
+            } else if Self.basic.contains(scalar) {
                 septets += 1
             } else if Self.extended.contains(scalar) {
                 septets += 2
@@ -46,4 +54,9 @@ public struct SMSSegments: Sendable, Equatable, Codable {
             + "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà").unicodeScalars
     )
     private static let extended: Set<Unicode.Scalar> = Set("^{}\\[~]|€\u{0C}".unicodeScalars)
+    /// Septets of each ASCII character: 1 in the basic table, 2 in the extension table, 0 when not in GSM-7.
+    private static let asciiSeptets: [UInt8] = (0..<128).map { value in
+        let scalar = Unicode.Scalar(UInt8(value))
+        return basic.contains(scalar) ? 1 : extended.contains(scalar) ? 2 : 0
+    }
 }

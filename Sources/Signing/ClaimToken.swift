@@ -18,10 +18,9 @@ public struct ClaimTokenIssuer: Sendable {
 
     /// The token of one customer in one send.
     public func token(sendID: Int64, customerID: Int64) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(
-            for: Data("claim:\(sendID):\(customerID)".utf8),
-            using: SymmetricKey(data: keyData)
-        )
+        var message = "claim:\(sendID):\(customerID)"
+        let key = SymmetricKey(data: keyData)
+        let mac = message.withUTF8 { HMAC<SHA256>.authenticationCode(for: UnsafeRawBufferPointer($0), using: key) }
         return Data(mac).base64URLEncoded()
     }
 
