@@ -20,6 +20,27 @@ ALTER TABLE coupond.send_recipients DROP COLUMN token_hash;
 -- The name as at send time, beside the addresses, so that the engine reads a page of recipients from this table
 -- alone, in primary-key order, without joining every page to customers.
 ALTER TABLE coupond.send_recipients ADD COLUMN name text;
+-- Writing a million recipients checked the foreign key to sends once per row (3 of the 7.7 seconds). The rule it
+-- kept, that a started send's rows never lose their send, is kept where it belongs: a started send cannot be
+-- deleted. The engine writes recipient rows only for the send it holds under its lease.
+ALTER TABLE coupond.send_recipients DROP CONSTRAINT send_recipients_send_id_fkey;
+
+CREATE FUNCTION coupond.check_send_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM coupond.refuse('sends_started_kept',
+        format('send %s has started and cannot be deleted', OLD.id),
+        'Only a send that has not started can be removed; cancel it with coupond.cancel_send instead.',
+        'object_in_use');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER sends_started_kept
+    BEFORE DELETE ON coupond.sends
+    FOR EACH ROW WHEN (OLD.status <> 'not_started')
+    EXECUTE FUNCTION coupond.check_send_delete();
+
 -- Each row gets one new version when its outcome is recorded, and a batch updates every row of its pages: half
 -- of each page stays free for those versions, so they stay on the page (HOT) instead of moving and being indexed.
 ALTER TABLE coupond.send_recipients SET (fillfactor = 45);

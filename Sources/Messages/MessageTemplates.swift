@@ -123,7 +123,9 @@ public struct MessageTemplates: Sendable {
         var start = scalars.startIndex
         var end = scalars.endIndex
         while start < end, scalars[start].properties.isWhitespace { start = scalars.index(after: start) }
-        while end > start, scalars[scalars.index(before: end)].properties.isWhitespace { end = scalars.index(before: end) }
+        while end > start, scalars[scalars.index(before: end)].properties.isWhitespace {
+            end = scalars.index(before: end)
+        }
         if start == scalars.startIndex && end == scalars.endIndex { return text }
         return String(scalars[start..<end])
     }

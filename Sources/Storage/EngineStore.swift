@@ -281,7 +281,6 @@ public struct EngineStore {
                          WHEN NOT c.sms_consent THEN 'no_consent' END
                 FROM coupond.group_members m JOIN coupond.customers c ON c.id = m.customer_id
                 WHERE m.group_id = \(send.groupID) AND m.removed_at IS NULL
-                ON CONFLICT (send_id, customer_id) DO NOTHING
                 """
             )
             let counts = try connection.queryRow(

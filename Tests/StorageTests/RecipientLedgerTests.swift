@@ -82,4 +82,18 @@ import Testing
             #expect(counts.hot == counts.updated, "\(counts.hot) of \(counts.updated) updates were HOT")
         }
     }
+
+    @Test func aStartedSendCannotBeDeletedFromUnderItsRecipients() throws {
+        try TestDatabase.with { db in
+            let (_, send) = try Self.startedSend(db, members: 3)
+            let error = #expect(throws: PostgresError.self) {
+                try db.connection.execute("DELETE FROM coupond.sends WHERE id = \(send)")
+            }
+            #expect(error?.constraint == "sends_started_kept")
+            let rows: Int? = try db.connection.queryRow(
+                "SELECT count(*) AS n FROM coupond.send_recipients WHERE send_id = \(send)"
+            )?.decode("n")
+            #expect(rows == 3)
+        }
+    }
 }
