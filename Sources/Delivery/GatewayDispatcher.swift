@@ -9,16 +9,28 @@ public final class GatewayDispatcher: Sendable {
     private let retry: RetryPolicy
     private let limiter: RateLimiter?
     private let logger: Logger
+    /// Recipients per request: 1 sends a request per message; more (up to the gateway's maximum) sends one email
+    /// content to that many recipients at once through a ``BatchEmailGateway``.
+    public let recipientsPerRequest: Int
 
     /// - Parameters:
     ///   - ratePerSecond: the gateway's rate limit; `nil` for none.
+    ///   - recipientsPerRequest: more than 1 only for a ``BatchEmailGateway``, at most its maximum.
     public init(
         gateway: any Gateway,
         driver: CurlMultiDriver,
         retry: RetryPolicy = RetryPolicy(),
         ratePerSecond: Double? = nil,
+        recipientsPerRequest: Int = 1,
         logger: Logger
     ) {
+        precondition(
+            recipientsPerRequest == 1
+                || (gateway as? any BatchEmailGateway).map { recipientsPerRequest <= $0.maxRecipientsPerRequest }
+                    == true,
+            "recipients per request above 1 needs a batch email gateway and at most its maximum"
+        )
+        self.recipientsPerRequest = recipientsPerRequest
         self.gateway = gateway
         self.driver = driver
         self.retry = retry
@@ -41,7 +53,12 @@ public final class GatewayDispatcher: Sendable {
         gateway.request(for: message)
     }
 
-    /// Delivers a request built by ``request(for:)``, retrying it as the policy allows.
+    /// The gateway for batch requests, when requests carry more than one recipient.
+    public var batchGateway: (any BatchEmailGateway)? {
+        recipientsPerRequest > 1 ? gateway as? any BatchEmailGateway : nil
+    }
+
+    /// Delivers a request built by ``request(for:)`` (or a batch request), retrying it as the policy allows.
     public func dispatch(_ request: HTTPRequest, completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
         attempt(1, request: request, notBefore: .now, completion: completion)
     }

@@ -39,6 +39,81 @@ public struct SendGridGateway: Gateway {
     }
 }
 
+/// One recipient of a batch email request: the address, the message's own idempotency key, and the values of the
+/// content's placeholders.
+public struct BatchEmailRecipient: Sendable, Equatable {
+    public var to: String
+    public var idempotencyKey: String
+    public var substitutions: [String: String]
+
+    public init(to: String, idempotencyKey: String, substitutions: [String: String]) {
+        self.to = to
+        self.idempotencyKey = idempotencyKey
+        self.substitutions = substitutions
+    }
+}
+
+/// A gateway that takes one email content for many recipients in one request, filling in each one's values.
+public protocol BatchEmailGateway: Gateway {
+    /// Most recipients one request may carry.
+    var maxRecipientsPerRequest: Int { get }
+
+    /// One request for `recipients`, whose content holds placeholders that each recipient's substitutions fill in.
+    ///
+    /// - Parameter idempotencyKey: the request's own key, the same for every attempt of this batch.
+    func batchRequest(
+        subject: String,
+        html: String,
+        text: String,
+        recipients: [BatchEmailRecipient],
+        idempotencyKey: String
+    ) -> HTTPRequest
+}
+
+extension SendGridGateway: BatchEmailGateway {
+    /// SendGrid takes up to 1,000 personalizations per request.
+    public var maxRecipientsPerRequest: Int { 1000 }
+
+    /// A mail-send request with one personalization per recipient: its address, its substitutions (SendGrid
+    /// replaces each key in the subject and both parts) and its idempotency key as a custom argument.
+    public func batchRequest(
+        subject: String,
+        html: String,
+        text: String,
+        recipients: [BatchEmailRecipient],
+        idempotencyKey: String
+    ) -> HTTPRequest {
+        precondition(recipients.count <= maxRecipientsPerRequest, "too many recipients for one SendGrid request")
+        var body = JSONBytes(capacity: 512 + html.utf8.count + text.utf8.count + recipients.count * 400)
+        body.raw(#"{"personalizations":["#)
+        for (index, recipient) in recipients.enumerated() {
+            if index > 0 { body.raw(",") }
+            body.raw(#"{"to":[{"email":"#)
+            body.string(recipient.to)
+            body.raw(#"}],"substitutions":{"#)
+            for (number, (tag, value)) in recipient.substitutions.sorted(by: { $0.key < $1.key }).enumerated() {
+                if number > 0 { body.raw(",") }
+                body.string(tag)
+                body.raw(":")
+                body.string(value)
+            }
+            body.raw(#"},"custom_args":{"idempotency_key":"#)
+            body.string(recipient.idempotencyKey)
+            body.raw("}}")
+        }
+        body.raw(#"],"from":{"email":"#)
+        body.string(endpoint.from)
+        body.raw(#"},"subject":"#)
+        body.string(subject)
+        body.raw(#","content":[{"type":"text/plain","value":"#)
+        body.string(text)
+        body.raw(#"},{"type":"text/html","value":"#)
+        body.string(html)
+        body.raw("}]}")
+        return endpoint.bearerJSONRequest(body, idempotencyKey: idempotencyKey)
+    }
+}
+
 /// Twilio's Programmable Messaging API (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`).
 ///
 /// Related documentation: https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource

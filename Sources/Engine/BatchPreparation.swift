@@ -12,6 +12,10 @@ struct PreparedRecipient: Sendable {
     var tokenHashHex: String
     /// Gateway requests, built here so that the costly encoding runs on the preparation threads.
     var email: HTTPRequest?
+    /// With a batch email gateway, the email goes in a request for many recipients instead: this one's values.
+    var emailBatch: BatchEmailRecipient?
+    /// Which content the batched email uses: the one for customers with a name, or without.
+    var emailHasName = false
     var sms: HTTPRequest?
     var smsSegments: Int?
 }
@@ -46,26 +50,49 @@ struct BatchPreparation: Sendable {
 
     private func prepare(_ recipient: PendingRecipient) -> PreparedRecipient {
         let token = tokens.token(sendID: sendID, customerID: recipient.customerID)
-        let rendered = message.render(
-            customerName: recipient.name,
-            emailLink: recipient.emailPending ? emailLinks?.link(token: token) ?? context.loginURL : "",
-            smsLink: recipient.smsPending ? smsLinks?.link(token: token) ?? context.loginURL : ""
-        )
+        let emailLink = recipient.emailPending ? emailLinks?.link(token: token) ?? context.loginURL : ""
+        let smsLink = recipient.smsPending ? smsLinks?.link(token: token) ?? context.loginURL : ""
         let key = "coupond-\(sendID)-\(recipient.customerID)"
         var prepared = PreparedRecipient(
             customerID: recipient.customerID,
             tokenHashHex: ClaimTokenIssuer.hash(token).hexString
         )
-        if recipient.emailPending, let address = recipient.email, let gateway = emailGateway {
-            prepared.email = gateway.request(
-                for: OutgoingMessage(
+        let batchEmail = emailGateway?.batchGateway != nil
+        let sendsEmail = recipient.emailPending && recipient.email != nil && emailGateway != nil
+        let sendsSMS = recipient.smsPending && recipient.mobile != nil && smsGateway != nil
+        // A batched email is filled in by the gateway: render only what goes out one by one.
+        let rendered =
+            (sendsEmail && !batchEmail) || sendsSMS
+            ? message.render(customerName: recipient.name, emailLink: emailLink, smsLink: smsLink) : nil
+        if sendsEmail, let address = recipient.email, let gateway = emailGateway {
+            if batchEmail {
+                prepared.emailHasName = !(recipient.name ?? "").isEmpty
+                prepared.emailBatch = BatchEmailRecipient(
                     to: address,
-                    content: .email(subject: rendered.emailSubject, html: rendered.emailHTML, text: rendered.emailText),
-                    idempotencyKey: key + "-email"
+                    idempotencyKey: key + "-email",
+                    substitutions: Dictionary(
+                        uniqueKeysWithValues: message.substitutions(
+                            customerName: recipient.name,
+                            emailLink: emailLink,
+                            smsLink: smsLink
+                        ).map { ($0.tag.rawValue, $0.value) }
+                    )
                 )
-            )
+            } else if let rendered {
+                prepared.email = gateway.request(
+                    for: OutgoingMessage(
+                        to: address,
+                        content: .email(
+                            subject: rendered.emailSubject,
+                            html: rendered.emailHTML,
+                            text: rendered.emailText
+                        ),
+                        idempotencyKey: key + "-email"
+                    )
+                )
+            }
         }
-        if recipient.smsPending, let number = recipient.mobile, let gateway = smsGateway {
+        if sendsSMS, let number = recipient.mobile, let gateway = smsGateway, let rendered {
             prepared.sms = gateway.request(
                 for: OutgoingMessage(to: number, content: .sms(text: rendered.smsText), idempotencyKey: key + "-sms")
             )

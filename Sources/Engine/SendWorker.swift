@@ -169,7 +169,7 @@ final class SendWorker: Sendable {
                     customerIDs: prepared.map(\.customerID),
                     hexHashes: prepared.map(\.tokenHashHex)
                 )
-                inFlight.append(submit(prepared))
+                inFlight.append(submit(prepared, message: preparation.message))
                 cursor = last.customerID
             }
             guard !inFlight.isEmpty else { break }
@@ -211,8 +211,11 @@ final class SendWorker: Sendable {
     }
 
     /// Hands a batch to the gateways without waiting.
-    private func submit(_ prepared: [PreparedRecipient]) -> InFlightBatch {
+    private func submit(_ prepared: [PreparedRecipient], message: PreparedMessage) -> InFlightBatch {
         let collector = OutcomeCollector(count: prepared.count)
+        if let email = dependencies.email, let gateway = email.batchGateway {
+            submitBatchedEmail(prepared, message: message, gateway: gateway, dispatcher: email, collector: collector)
+        }
         for (index, recipient) in prepared.enumerated() {
             if let request = recipient.email, let email = dependencies.email {
                 collector.expect()
@@ -225,6 +228,40 @@ final class SendWorker: Sendable {
         }
         collector.sealed()
         return InFlightBatch(prepared: prepared, collector: collector)
+    }
+
+    /// Sends the batch's emails in requests of many recipients each: one content per variant (with or without the
+    /// customer's name), every recipient of a request sharing its outcome.
+    private func submitBatchedEmail(
+        _ prepared: [PreparedRecipient],
+        message: PreparedMessage,
+        gateway: any BatchEmailGateway,
+        dispatcher: GatewayDispatcher,
+        collector: OutcomeCollector
+    ) {
+        for withName in [true, false] {
+            let indices = prepared.indices.filter {
+                prepared[$0].emailBatch != nil && prepared[$0].emailHasName == withName
+            }
+            guard !indices.isEmpty else { continue }
+            let content = message.emailTemplate(withName: withName)
+            for start in stride(from: 0, to: indices.count, by: dispatcher.recipientsPerRequest) {
+                let chunk = Array(indices[start..<min(start + dispatcher.recipientsPerRequest, indices.count)])
+                let first = prepared[chunk[0]].customerID
+                let last = prepared[chunk[chunk.count - 1]].customerID
+                let request = gateway.batchRequest(
+                    subject: content.subject,
+                    html: content.html,
+                    text: content.text,
+                    recipients: chunk.compactMap { prepared[$0].emailBatch },
+                    idempotencyKey: "coupond-\(sendID)-\(first)-\(last)-\(withName ? "n" : "a")-email"
+                )
+                for _ in chunk { collector.expect() }
+                dispatcher.dispatch(request) { outcome in
+                    for index in chunk { collector.set(index, email: outcome) }
+                }
+            }
+        }
     }
 
     /// Waits for every outcome of a batch, renewing the lease meanwhile, and turns them into rows to record.

@@ -33,22 +33,65 @@ enum SimulatorRoutes {
             ) { id, segments in .json(["id": id, "segments": segments]) }
         case (.POST, "/v3/mail/send"):
             let json = jsonObject(body)
-            let personalizations = json["personalizations"] as? [[String: Any]]
-            let to = (personalizations?.first?["to"] as? [[String: Any]])?.first?["email"] as? String ?? ""
+            let personalizations = json["personalizations"] as? [[String: Any]] ?? []
             let content = json["content"] as? [[String: Any]] ?? []
             let text = content.first { $0["type"] as? String == "text/plain" }?["value"] as? String ?? ""
-            let key =
+            let subject = json["subject"] as? String
+            let requestKey =
                 head.headers.first(name: "Idempotency-Key")
                 ?? (json["custom_args"] as? [String: Any])?["idempotency_key"] as? String ?? ""
-            return message(
-                ledger,
-                channel: "email",
-                api: "sendgrid",
-                to: to,
-                key: key,
-                subject: json["subject"] as? String,
-                text: text
-            ) { id, _ in .respond(status: .accepted, headers: [("X-Message-Id", id)], body: Data()) }
+            let accepted: (String, Int) -> SimulatorReply = { id, _ in
+                .respond(status: .accepted, headers: [("X-Message-Id", id)], body: Data())
+            }
+            guard personalizations.count > 1 || personalizations.first?["substitutions"] != nil else {
+                let to = (personalizations.first?["to"] as? [[String: Any]])?.first?["email"] as? String ?? ""
+                return message(
+                    ledger,
+                    channel: "email",
+                    api: "sendgrid",
+                    to: to,
+                    key: requestKey,
+                    subject: subject,
+                    text: text,
+                    accepted: accepted
+                )
+            }
+            // A batch: faults hit the whole request; each personalization is its own message, with its own key and
+            // its substitutions applied, as SendGrid delivers them.
+            let recipients = personalizations.map { personalization in
+                let substitutions = personalization["substitutions"] as? [String: String] ?? [:]
+                func fill(_ text: String) -> String {
+                    substitutions.reduce(text) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
+                }
+                return (
+                    to: (personalization["to"] as? [[String: Any]])?.first?["email"] as? String ?? "",
+                    key: (personalization["custom_args"] as? [String: Any])?["idempotency_key"] as? String ?? "",
+                    subject: subject.map(fill),
+                    text: fill(text)
+                )
+            }
+            let (injected, delay) = fault(ledger, key: requestKey)
+            if let injected { return (injected, delay) }
+            guard recipients.allSatisfy({ !$0.to.isEmpty && !$0.key.isEmpty }) else {
+                ledger.count { $0.refused += 1 }
+                return (.json(["error": "a personalization lacks a recipient or key"], status: .badRequest), nil)
+            }
+            let batchID = "EM" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+            for recipient in recipients {
+                _ = ledger.accept(
+                    AcceptedMessage(
+                        id: batchID,
+                        channel: "email",
+                        api: "sendgrid",
+                        to: recipient.to,
+                        idempotencyKey: recipient.key,
+                        subject: recipient.subject,
+                        text: recipient.text,
+                        repeats: 0
+                    )
+                )
+            }
+            return (accepted(batchID, 1), delay)
         case (.POST, _) where path.hasPrefix("/2010-04-01/Accounts/") && path.hasSuffix("/Messages.json"):
             let form = formFields(body)
             return message(
@@ -100,34 +143,14 @@ enum SimulatorRoutes {
         invalidNumber: SimulatorReply = .json(["error": "refused"], status: .badRequest),
         accepted: (String, Int) -> SimulatorReply
     ) -> (SimulatorReply, Int?) {
-        let plan = ledger.plan
-        let attempt = ledger.attempt(key: key)
         if to.isEmpty || key.isEmpty {
+            _ = ledger.attempt(key: key)
             ledger.count { $0.refused += 1 }
             return (.json(["error": "missing recipient or idempotency key"], status: .badRequest), nil)
         }
-        if attempt <= plan.failFirstAttempts {
-            ledger.count { $0.injectedErrors += 1 }
-            return (.json(["error": "temporarily unavailable"], status: .serviceUnavailable), nil)
-        }
-        var delay: Int?
-        if Double.random(in: 0..<1) < plan.delayRate {
-            ledger.count { $0.injectedDelays += 1 }
-            delay = plan.delayMilliseconds
-        }
-        if Double.random(in: 0..<1) < plan.dropRate {
-            ledger.count { $0.injectedDrops += 1 }
-            return (.drop, delay)
-        }
-        if Double.random(in: 0..<1) < plan.rateLimitRate {
-            ledger.count { $0.injectedRateLimits += 1 }
-            let headers = [("Retry-After", String(plan.retryAfterSeconds))]
-            return (.respond(status: .tooManyRequests, headers: headers, body: Data()), delay)
-        }
-        if Double.random(in: 0..<1) < plan.errorRate {
-            ledger.count { $0.injectedErrors += 1 }
-            return (.json(["error": "injected"], status: HTTPResponseStatus(statusCode: plan.errorStatus)), delay)
-        }
+        let (injected, delay) = fault(ledger, key: key)
+        if let injected { return (injected, delay) }
+        let plan = ledger.plan
         if plan.invalidNumbers.contains(to) {
             ledger.count { $0.refused += 1 }
             return (invalidNumber, delay)
@@ -150,6 +173,36 @@ enum SimulatorRoutes {
             )
         )
         return (accepted(id, smsSegments(text)), delay)
+    }
+
+    /// The fault plan's verdict on one request: the reply when a fault hits it (`nil` when it goes on), and the
+    /// milliseconds to hold the answer back.
+    private static func fault(_ ledger: SimulatorLedger, key: String) -> (reply: SimulatorReply?, delay: Int?) {
+        let plan = ledger.plan
+        let attempt = ledger.attempt(key: key)
+        if attempt <= plan.failFirstAttempts {
+            ledger.count { $0.injectedErrors += 1 }
+            return (.json(["error": "temporarily unavailable"], status: .serviceUnavailable), nil)
+        }
+        var delay: Int?
+        if Double.random(in: 0..<1) < plan.delayRate {
+            ledger.count { $0.injectedDelays += 1 }
+            delay = plan.delayMilliseconds
+        }
+        if Double.random(in: 0..<1) < plan.dropRate {
+            ledger.count { $0.injectedDrops += 1 }
+            return (.drop, delay)
+        }
+        if Double.random(in: 0..<1) < plan.rateLimitRate {
+            ledger.count { $0.injectedRateLimits += 1 }
+            let headers = [("Retry-After", String(plan.retryAfterSeconds))]
+            return (.respond(status: .tooManyRequests, headers: headers, body: Data()), delay)
+        }
+        if Double.random(in: 0..<1) < plan.errorRate {
+            ledger.count { $0.injectedErrors += 1 }
+            return (.json(["error": "injected"], status: HTTPResponseStatus(statusCode: plan.errorStatus)), delay)
+        }
+        return (nil, delay)
     }
 
     /// GSM-7 texts split at 160/153 characters, others at 70/67, as the gateways bill them.

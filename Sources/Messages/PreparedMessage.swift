@@ -72,6 +72,52 @@ public struct PreparedMessage: Sendable {
         )
     }
 
+    /// The placeholders a gateway that fills in each recipient's values itself (SendGrid's substitutions) finds in
+    /// ``emailTemplate(withName:)``; the HTML part has its own, whose values are HTML-escaped.
+    public enum SubstitutionTag: String, Sendable, CaseIterable {
+        case name = "-coupond_name-"
+        case nameHTML = "-coupond_name_html-"
+        case emailLink = "-coupond_email_link-"
+        case emailLinkHTML = "-coupond_email_link_html-"
+        case smsLink = "-coupond_sms_link-"
+        case smsLinkHTML = "-coupond_sms_link_html-"
+    }
+
+    /// The email with a placeholder where each recipient's values go, for a gateway that sends one content to many
+    /// recipients. A recipient's values are ``substitutions(customerName:emailLink:smsLink:)``; replacing the tags
+    /// with them gives the same email as ``render(customerName:emailLink:smsLink:)``.
+    ///
+    /// - Parameter withName: the variant for customers with a name (sections such as `{{#customer_name}}` differ).
+    public func emailTemplate(withName: Bool) -> (subject: String, html: String, text: String) {
+        let variant = withName ? self.withName : withoutName
+        func fill(_ pieces: [Piece], html: Bool) -> String {
+            pieces.map { piece in
+                switch piece {
+                case .text(let literal): return literal
+                case .slot(.name): return (html ? SubstitutionTag.nameHTML : .name).rawValue
+                case .slot(.emailLink): return (html ? SubstitutionTag.emailLinkHTML : .emailLink).rawValue
+                case .slot(.smsLink): return (html ? SubstitutionTag.smsLinkHTML : .smsLink).rawValue
+                }
+            }.joined()
+        }
+        return (
+            MessageTemplates.trimmed(fill(variant.parts[0], html: false)),
+            fill(variant.parts[1], html: true),
+            fill(variant.parts[2], html: false)
+        )
+    }
+
+    /// One recipient's values for the tags of ``emailTemplate(withName:)``.
+    public func substitutions(customerName: String?, emailLink: String, smsLink: String) -> [(
+        tag: SubstitutionTag, value: String
+    )] {
+        let name = customerName.flatMap { $0.isEmpty ? nil : $0 } ?? ""
+        return [
+            (.name, name), (.nameHTML, Self.escapeHTML(name)), (.emailLink, emailLink),
+            (.emailLinkHTML, Self.escapeHTML(emailLink)), (.smsLink, smsLink), (.smsLinkHTML, Self.escapeHTML(smsLink)),
+        ]
+    }
+
     static func pieces(_ rendered: String) -> [Piece] {
         var pieces: [Piece] = []
         var rest = Substring(rendered)

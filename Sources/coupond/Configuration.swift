@@ -16,6 +16,8 @@ struct Configuration {
         var connectTimeout = 5.0
         var timeout = 10.0
         var maxAttempts = 5
+        /// Email only: recipients per request for a gateway that takes many (SendGrid: up to 1,000).
+        var recipientsPerRequest = 1
     }
 
     var databaseURL: String?
@@ -48,7 +50,7 @@ struct Configuration {
         ],
         "email": [
             "provider", "url", "from", "credential_file", "rate_per_second", "connect_timeout_seconds",
-            "timeout_seconds", "max_attempts",
+            "timeout_seconds", "max_attempts", "recipients_per_request",
         ],
         "sms": [
             "provider", "url", "from", "account_sid", "credential_file", "rate_per_second",
@@ -102,6 +104,10 @@ struct Configuration {
                 try settings.number("\(channel).connect_timeout_seconds", positive: true) ?? gateway.connectTimeout
             gateway.timeout = try settings.number("\(channel).timeout_seconds", positive: true) ?? gateway.timeout
             gateway.maxAttempts = try settings.integer("\(channel).max_attempts") ?? gateway.maxAttempts
+            if channel == "email" {
+                gateway.recipientsPerRequest =
+                    try settings.integer("email.recipients_per_request") ?? gateway.recipientsPerRequest
+            }
             if channel == "email" { email = gateway } else { sms = gateway }
         }
         if let price = try settings.string("sms.price_per_segment") {

@@ -193,11 +193,27 @@ struct Daemon {
                 reason: "must be \(known), not \"\(gateway.provider)\""
             )
         }
+        let perRequest = gateway.recipientsPerRequest
+        if perRequest != 1 {
+            guard let batch = api as? any BatchEmailGateway else {
+                throw ConfigurationError(
+                    setting: "\(channel).recipients_per_request",
+                    reason: "must be 1 with the \(gateway.provider) provider (sendgrid takes more)"
+                )
+            }
+            guard (1...batch.maxRecipientsPerRequest).contains(perRequest) else {
+                throw ConfigurationError(
+                    setting: "\(channel).recipients_per_request",
+                    reason: "must be between 1 and \(batch.maxRecipientsPerRequest)"
+                )
+            }
+        }
         return GatewayDispatcher(
             gateway: api,
             driver: driver,
             retry: RetryPolicy(maxAttempts: gateway.maxAttempts),
             ratePerSecond: gateway.ratePerSecond,
+            recipientsPerRequest: perRequest,
             logger: logger
         )
     }

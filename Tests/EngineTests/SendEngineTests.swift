@@ -86,6 +86,45 @@ import Testing
         }
     }
 
+    @Test func batchedEmailsGiveEveryCustomerTheirOwnLinkInAFewRequests() throws {
+        // Every request fails once and is retried whole, as a gateway outage would make it.
+        try EngineHarness.with(faults: #"{"fail_first_attempts": 1}"#) { h in
+            let group = try h.fixtures.group(shop: h.shop, members: 250)
+            let coupon = try h.fixtures.coupon(shop: h.shop)
+            let send = try h.schedule(group: group, coupon: coupon, sms: false)
+            let daemon = try h.startDaemon(
+                config: try h.configuration(extraEmail: #", "recipients_per_request": 100"#)
+            )
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(2000))")
+            #expect(try h.send(send).decode("sent_count", as: Int.self) == 250)
+
+            let stats = try h.stats()
+            #expect(stats["accepted"] == 251, "250 customers and the merchant's notice")
+            #expect(stats["duplicates"] == 0)
+            // Engine batches of 100 customers, one request each, every one sent twice; and the notice, twice.
+            #expect(stats["requests"] == 2 * 3 + 2, "\(stats)")
+
+            let emails = try h.messages().filter { ($0["to"] as? String) != "owner@shop.example" }
+            #expect(Set(emails.compactMap { $0["to"] as? String }).count == 250)
+            let issuer = ClaimTokenIssuer(key: Data(repeating: 7, count: 32))
+            let customers = try h.db.connection.query(
+                "SELECT customer_id, email FROM coupond.send_recipients WHERE send_id = \(send)"
+            )
+            let idByEmail: [String: Int64] = Dictionary(
+                uniqueKeysWithValues: try customers.map { (try $0.decode("email"), try $0.decode("customer_id")) }
+            )
+            for email in emails {
+                let text = try #require(email["text"] as? String)
+                let to = try #require(email["to"] as? String)
+                let customer = try #require(idByEmail[to])
+                #expect(!text.contains("-coupond_"), "a placeholder was left in: \(text)")
+                #expect(text.contains("coupon_claim_token=\(issuer.token(sendID: send, customerID: customer))&"))
+                #expect(text.contains("Customer "))
+            }
+        }
+    }
+
     @Test func systemdStatusShowsARunningSendsProgress() throws {
         // 300 ms per answer keeps 2,000 emails going for several seconds, so the 2-second status refresh sees them.
         try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 300}"#) { h in

@@ -65,4 +65,31 @@ import Testing
         let fast = prepared.render(customerName: name, emailLink: context.emailLink, smsLink: context.smsLink)
         #expect(fast == templates.render(context))
     }
+
+    @Test(arguments: ["Ann", "Tom & <Jerry>", ""])
+    func theBatchTemplateFilledInIsTheSameEmailAsTheOneRenderedPerCustomer(name: String) throws {
+        let templates = try MessageTemplates(directory: repositoryRoot.appendingPathComponent("templates"))
+        let prepared = templates.prepare(
+            MessageContext(
+                shopName: "Shop & Co",
+                customerName: nil,
+                couponTitle: "10% <off>",
+                couponDescription: "Orders > $50",
+                couponEndsAt: "2026-12-31 23:59",
+                emailLink: "",
+                smsLink: ""
+            )
+        )
+        let link = "https://shop.example/login?coupon_claim_token=Zx9&utm_medium=email&utm_campaign=coupon-1"
+        let expected = prepared.render(customerName: name, emailLink: link, smsLink: "")
+        let template = prepared.emailTemplate(withName: !name.isEmpty)
+        let values = prepared.substitutions(customerName: name, emailLink: link, smsLink: "")
+        func fill(_ text: String) -> String {
+            values.reduce(text) { $0.replacingOccurrences(of: $1.tag.rawValue, with: $1.value) }
+        }
+        #expect(fill(template.subject) == expected.emailSubject)
+        #expect(fill(template.html) == expected.emailHTML)
+        #expect(fill(template.text) == expected.emailText)
+        #expect(template.html.contains(PreparedMessage.SubstitutionTag.emailLinkHTML.rawValue))
+    }
 }

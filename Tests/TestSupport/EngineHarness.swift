@@ -61,7 +61,8 @@ public final class EngineHarness {
         batchSize: Int = 100,
         maxAttempts: Int = 5,
         timeoutSeconds: Double = 10,
-        extraEngine: String = ""
+        extraEngine: String = "",
+        extraEmail: String = ""
     ) throws -> URL {
         let emailURL = emailProvider == "sendgrid" ? "\(simulatorURL)/v3/mail/send" : "\(simulatorURL)/webhook/email"
         let smsURL = smsProvider == "twilio" ? simulatorURL : "\(simulatorURL)/webhook/sms"
@@ -71,7 +72,7 @@ public final class EngineHarness {
               "engine": { "poll_interval_seconds": 0.2, "lease_seconds": \(leaseSeconds), "batch_size": \(batchSize),
                           "shutdown_grace_seconds": 5\(extraEngine) },
               "email": { "provider": "\(emailProvider)", "url": "\(emailURL)", "from": "coupons@shop.example",
-                         "credential_file": "\(token)", "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds) },
+                         "credential_file": "\(token)", "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds)\(extraEmail) },
               "sms": { "provider": "\(smsProvider)", "url": "\(smsURL)", "account_sid": "ACtest",
                        "from": "+15005550006", "credential_file": "\(token)", "price_per_segment": "0.05",
                        "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds) },
