@@ -35,6 +35,19 @@ struct JSONBytes {
         bytes.append(UInt8(ascii: "\""))
     }
 
+    /// Appends an object of string members in order, for example `{"from":"…","to":"…"}`.
+    mutating func object(_ members: KeyValuePairs<StaticString, String>) {
+        raw("{")
+        for (index, (key, value)) in members.enumerated() {
+            if index > 0 { raw(",") }
+            raw("\"")
+            raw(key)
+            raw("\":")
+            string(value)
+        }
+        raw("}")
+    }
+
     var data: Data { Data(bytes) }
 
     private static func escape(_ byte: UInt8, into bytes: inout [UInt8]) {

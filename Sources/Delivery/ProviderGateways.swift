@@ -19,7 +19,17 @@ public struct SendGridGateway: Gateway {
         var body = JSONBytes(capacity: 320 + html.utf8.count + text.utf8.count)
         body.raw(#"{"personalizations":[{"to":[{"email":"#)
         body.string(message.to)
-        body.raw(#"}]}],"from":{"email":"#)
+        body.raw(#"}]}],"#)
+        appendSharedFields(to: &body, subject: subject, html: html, text: text)
+        body.raw(#","custom_args":{"idempotency_key":"#)
+        body.string(message.idempotencyKey)
+        body.raw("}}")
+        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
+    }
+
+    /// The sender, subject and content, which every recipient of a request shares.
+    func appendSharedFields(to body: inout JSONBytes, subject: String, html: String, text: String) {
+        body.raw(#""from":{"email":"#)
         body.string(endpoint.from)
         body.raw(#"},"subject":"#)
         body.string(subject)
@@ -28,10 +38,7 @@ public struct SendGridGateway: Gateway {
         body.string(text)
         body.raw(#"},{"type":"text/html","value":"#)
         body.string(html)
-        body.raw(#"}],"custom_args":{"idempotency_key":"#)
-        body.string(message.idempotencyKey)
-        body.raw("}}")
-        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
+        body.raw("}]")
     }
 
     public func verdict(for response: HTTPResponse) -> GatewayVerdict {
@@ -101,15 +108,9 @@ extension SendGridGateway: BatchEmailGateway {
             body.string(recipient.idempotencyKey)
             body.raw("}}")
         }
-        body.raw(#"],"from":{"email":"#)
-        body.string(endpoint.from)
-        body.raw(#"},"subject":"#)
-        body.string(subject)
-        body.raw(#","content":[{"type":"text/plain","value":"#)
-        body.string(text)
-        body.raw(#"},{"type":"text/html","value":"#)
-        body.string(html)
-        body.raw("}]}")
+        body.raw("],")
+        appendSharedFields(to: &body, subject: subject, html: html, text: text)
+        body.raw("}")
         return endpoint.bearerJSONRequest(body, idempotencyKey: idempotencyKey)
     }
 }

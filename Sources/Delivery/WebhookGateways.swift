@@ -16,19 +16,10 @@ public struct WebhookEmailGateway: Gateway {
             preconditionFailure("WebhookEmailGateway given a non-email message")
         }
         var body = JSONBytes(capacity: 256 + html.utf8.count + text.utf8.count)
-        body.raw(#"{"from":"#)
-        body.string(endpoint.from)
-        body.raw(#","to":"#)
-        body.string(message.to)
-        body.raw(#","subject":"#)
-        body.string(subject)
-        body.raw(#","html":"#)
-        body.string(html)
-        body.raw(#","text":"#)
-        body.string(text)
-        body.raw(#","idempotency_key":"#)
-        body.string(message.idempotencyKey)
-        body.raw("}")
+        body.object([
+            "from": endpoint.from, "to": message.to, "subject": subject, "html": html, "text": text,
+            "idempotency_key": message.idempotencyKey,
+        ])
         return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
     }
 
@@ -53,15 +44,7 @@ public struct WebhookSMSGateway: Gateway {
             preconditionFailure("WebhookSMSGateway given a non-SMS message")
         }
         var body = JSONBytes(capacity: 128 + text.utf8.count)
-        body.raw(#"{"from":"#)
-        body.string(endpoint.from)
-        body.raw(#","to":"#)
-        body.string(message.to)
-        body.raw(#","text":"#)
-        body.string(text)
-        body.raw(#","idempotency_key":"#)
-        body.string(message.idempotencyKey)
-        body.raw("}")
+        body.object(["from": endpoint.from, "to": message.to, "text": text, "idempotency_key": message.idempotencyKey])
         return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
     }
 

@@ -20,6 +20,33 @@ import Testing
         #expect(headers["I-Twilio-Idempotency-Token"] == "k-1")
     }
 
+    @Test func jsonBodiesEscapeWhatJSONRequiresAndKeepTheRest() throws {
+        let gateway = WebhookEmailGateway(endpoint: GatewayEndpoint(url: "http://x/", credential: "t", from: "a@b"))
+        let tricky = "Quote \" backslash \\ line\nbreak\ttab \u{01} café 🎟 </script>"
+        let request = gateway.request(
+            for: OutgoingMessage(
+                to: "ann@mail.example",
+                content: .email(subject: tricky, html: "<p>\(tricky)</p>", text: tricky),
+                idempotencyKey: "k-\u{7F}"
+            )
+        )
+        let body = try #require(request.body)
+        let object = try #require(try JSONSerialization.jsonObject(with: body) as? [String: String])
+        #expect(object["subject"] == tricky)
+        #expect(object["html"] == "<p>\(tricky)</p>")
+        #expect(object["idempotency_key"] == "k-\u{7F}")
+        #expect(object["from"] == "a@b" && object["to"] == "ann@mail.example")
+    }
+
+    @Test func answersAreReadByTopLevelFieldWhateverElseTheyHold() {
+        let gateway = WebhookSMSGateway(endpoint: endpoint)
+        let body = #"{"meta":{"id":"nested","list":[1,{"id":"x"}]},"note":"say \"hi\"","id":"m\"1\u00e9","segments":3}"#
+        let verdict = gateway.verdict(for: HTTPResponse(status: 200, headers: [:], body: Data(body.utf8)))
+        #expect(verdict == .accepted(messageID: "m\"1é", segments: 3))
+        let notJSON = HTTPResponse(status: 200, headers: [:], body: Data("accepted".utf8))
+        #expect(gateway.verdict(for: notJSON) == .accepted(messageID: nil, segments: nil))
+    }
+
     @Test func twilioVerdicts() {
         let gateway = TwilioGateway(endpoint: endpoint, accountSID: "AC123")
         let accepted = HTTPResponse(status: 201, headers: [:], body: Data(#"{"sid":"SM1","num_segments":"2"}"#.utf8))
