@@ -55,21 +55,21 @@ final class SendWorker: Sendable {
             claimed = send
             logger[metadataKey: "group.id"] = "\(send.groupID)"
             logger[metadataKey: "shop.id"] = "\(send.shopID)"
-            if send.status == "not_started" {
+            if send.status == .notStarted {
                 send.status = try start(send, store: store, logger: logger)
-            } else if send.status == "sending" {
+            } else if send.status == .sending {
                 logger.notice(
                     "resuming send left by another worker",
                     metadata: ["recipients": "\(send.recipientCount ?? 0)"]
                 )
             }
-            if send.status == "sending" {
+            if send.status == .sending {
                 guard try deliver(send, store: store, logger: logger) else {
                     try store.releaseLease(sendID: sendID)
                     logger.notice("send handed back unfinished")
                     return true
                 }
-                send.status = "done"
+                send.status = .done
             }
             try notify(send, store: store, logger: logger)
             try store.releaseLease(sendID: sendID)
@@ -93,20 +93,20 @@ final class SendWorker: Sendable {
     }
 
     /// Rule 4's checks and the recipient list; returns the new status.
-    private func start(_ send: ClaimedSend, store: EngineStore, logger: Logger) throws -> String {
+    private func start(_ send: ClaimedSend, store: EngineStore, logger: Logger) throws -> SendStatus {
         if send.email && dependencies.email == nil { throw EngineError("no email gateway is configured") }
         if send.sms && dependencies.sms == nil { throw EngineError("no SMS gateway is configured") }
         switch try store.start(send) {
         case .failed(let reason):
             logger.notice("send failed at its hour", metadata: ["failure.reason": "\(reason)"])
-            return "failed"
+            return .failed
         case .sending(let recipients, let failedAtOnce):
             try store.analyzeRecipients()
             logger.notice(
                 "send started",
                 metadata: ["recipients": "\(recipients)", "unreachable": "\(failedAtOnce)"]
             )
-            return "sending"
+            return .sending
         }
     }
 
@@ -303,21 +303,21 @@ final class SendWorker: Sendable {
 
     private static func apply(
         _ outcome: DeliveryOutcome,
-        status: inout String?,
+        status: inout ChannelStatus?,
         error: inout String?,
         id: inout String?,
         attempts: inout Int
     ) {
         switch outcome {
         case .sent(let messageID, _, let count):
-            status = "sent"
+            status = .sent
             id = messageID
             attempts = count
         case .failed(.systemError, _, let count):
             // Abandoned at shutdown: the channel stays pending and is sent again, with the same key, later.
             attempts = count
         case .failed(let reason, _, let count):
-            status = "failed"
+            status = .failed
             error = reason.rawValue
             attempts = count
         }
@@ -326,7 +326,7 @@ final class SendWorker: Sendable {
     /// Rule 8: tells the merchant how the send ended, with the report link only when some customers failed.
     private func notify(_ send: ClaimedSend, store: EngineStore, logger: Logger) throws {
         guard let summary = try SendStore(connection: store.connection).send(id: send.id),
-            summary.status == "done" || summary.status == "failed"
+            summary.status.hasEnded
         else { return }
         guard let email = dependencies.email else {
             try store.recordNotice(sendID: send.id, sent: false, error: "no email gateway is configured")

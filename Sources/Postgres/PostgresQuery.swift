@@ -167,3 +167,8 @@ extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
     /// `nil` is SQL NULL, also as an array element.
     public var postgresText: String? { self?.postgresText ?? nil }
 }
+
+extension PostgresEncodable where Self: RawRepresentable, RawValue == String {
+    /// An enum whose raw values are the words a column holds is bound as its raw value.
+    public var postgresText: String? { rawValue }
+}

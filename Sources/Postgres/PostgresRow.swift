@@ -143,3 +143,8 @@ extension Data: PostgresDecodable {
         self.init(bytes)
     }
 }
+
+extension PostgresDecodable where Self: RawRepresentable, RawValue == String {
+    /// An enum whose raw values are the words a column holds decodes by its raw value.
+    public init?(postgresText: String) { self.init(rawValue: postgresText) }
+}

@@ -9,10 +9,10 @@ public struct ClaimedSend: Sendable {
     public var couponID: Int64
     public var email: Bool
     public var sms: Bool
-    public var status: String
+    public var status: SendStatus
     public var scheduledAt: Date
     public var recipientCount: Int?
-    public var noticeStatus: String?
+    public var noticeStatus: NoticeStatus?
 }
 
 /// How the start of a send went (rule 4).
@@ -36,11 +36,11 @@ public struct PendingRecipient: Sendable {
 /// The outcome of one recipient's channels in one batch; `nil` status leaves the channel as it is.
 public struct RecipientOutcome: Sendable {
     public var customerID: Int64
-    public var emailStatus: String?
+    public var emailStatus: ChannelStatus?
     public var emailError: String?
     public var emailMessageID: String?
     public var emailAttempts: Int
-    public var smsStatus: String?
+    public var smsStatus: ChannelStatus?
     public var smsError: String?
     public var smsMessageID: String?
     public var smsAttempts: Int
@@ -170,17 +170,17 @@ public struct EngineStore {
                     """
                 )
             else { return nil }
-            let status: String = try row.decode("status")
+            let status: SendStatus = try row.decode("status")
             let leaseFree: Bool = try row.decode("lease_free")
-            let noticePending = try row.decode("notice_status", as: String?.self) == "pending"
+            let noticePending = try row.decode("notice_status", as: NoticeStatus?.self) == .pending
             let due = try row.decode("scheduled_at", as: Date.self) <= row.decode("clock", as: Date.self)
             let groupBusy: Bool = try row.decode("group_busy")
             let claimable: Bool
             switch status {
-            case "not_started": claimable = due && leaseFree && !groupBusy
-            case "sending": claimable = leaseFree
-            case "done", "failed": claimable = noticePending && leaseFree
-            default: claimable = false
+            case .notStarted: claimable = due && leaseFree && !groupBusy
+            case .sending: claimable = leaseFree
+            case .done, .failed: claimable = noticePending && leaseFree
+            case .cancelled: claimable = false
             }
             guard claimable else { return nil }
             try connection.execute(
@@ -201,7 +201,7 @@ public struct EngineStore {
                 status: status,
                 scheduledAt: try row.decode("scheduled_at"),
                 recipientCount: try row.decode("recipient_count", as: Int?.self),
-                noticeStatus: try row.decode("notice_status", as: String?.self)
+                noticeStatus: try row.decode("notice_status", as: NoticeStatus?.self)
             )
         }
     }
@@ -454,12 +454,12 @@ public struct EngineStore {
             var segments = 0
             var cost = Decimal(0)
             for row in finals {
-                let email = row["email_status"]
-                let sms = row["sms_status"]
+                let email = try row.decode("email_status", as: ChannelStatus?.self)
+                let sms = try row.decode("sms_status", as: ChannelStatus?.self)
                 segments += try row.decode("sms_segments", as: Int?.self) ?? 0
                 cost += try row.decode("sms_cost", as: Decimal?.self) ?? 0
-                if email == "pending" || sms == "pending" { continue }
-                if email == "sent" || sms == "sent" { sent += 1 } else { failed += 1 }
+                if email == .pending || sms == .pending { continue }
+                if email == .sent || sms == .sent { sent += 1 } else { failed += 1 }
             }
             let updated = try connection.execute(
                 """
@@ -493,7 +493,7 @@ public struct EngineStore {
     public func recordNotice(sendID: Int64, sent: Bool, error: String?) throws {
         try connection.execute(
             """
-            UPDATE coupond.sends SET notice_status = \(sent ? "sent" : "failed"), notice_error = \(error)
+            UPDATE coupond.sends SET notice_status = \(sent ? NoticeStatus.sent : .failed), notice_error = \(error)
             WHERE id = \(sendID) AND lease_owner = \(owner)
             """
         )

@@ -40,7 +40,7 @@ public struct SendSummary: Sendable, Codable, Equatable {
     public var sms: Bool
     public var scheduledAt: Date
     public var timeZone: String
-    public var status: String
+    public var status: SendStatus
     public var statusLabel: String
     public var failureReason: String?
     public var failureReasonText: String?

@@ -29,12 +29,12 @@ enum OutputFormat {
     /// The status column: the label plus progress, counts or reason as rule 10 asks.
     static func statusLine(_ send: SendSummary) -> String {
         switch send.status {
-        case "sending":
+        case .sending:
             let progress = send.progressPercent.map { String(format: "%.1f%%", $0) } ?? "starting"
             return "Sending (\(progress), \(send.sentCount + send.failedCount)/\(send.recipientCount ?? 0))"
-        case "done":
+        case .done:
             return "Done (\(send.sentCount) sent, \(send.failedCount) failed)"
-        case "failed":
+        case .failed:
             return "Failed: \(send.failureReasonText ?? send.failureReason ?? "unknown")"
         default:
             return send.statusLabel
@@ -55,7 +55,7 @@ enum OutputFormat {
         if send.startedAt != nil { lines.append(("Started", shopTime(send.startedAt, send.timeZone))) }
         if send.finishedAt != nil { lines.append(("Finished", shopTime(send.finishedAt, send.timeZone))) }
         if let recipients = send.recipientCount { lines.append(("Recipients", "\(recipients)")) }
-        if send.status != "not_started" && send.status != "cancelled" {
+        if send.status != .notStarted && send.status != .cancelled {
             lines.append(("Sent", "\(send.sentCount)"))
             lines.append(("Failed", "\(send.failedCount)"))
         }

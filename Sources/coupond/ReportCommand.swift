@@ -53,7 +53,7 @@ struct ReportCommand: ParsableCommand {
             guard let send = try SendStore(connection: connection).send(id: id) else {
                 throw CommandFailure(.notFound, "send \(id) does not exist")
             }
-            guard send.status == "done" || send.status == "failed" else {
+            guard send.status.hasEnded else {
                 throw CommandFailure(
                     .notFound,
                     "send \(id) is \(send.statusLabel.lowercased()); its report comes when it ends"

@@ -31,7 +31,7 @@ import Testing
             let id = try Self.scheduledSend(db)
             try Fixtures(db.connection).setClock(Self.scheduled.addingTimeInterval(-7200))
             let send = try SendStore(connection: db.connection).cancel(sendID: id)
-            #expect(send.status == "cancelled")
+            #expect(send.status == .cancelled)
             #expect(send.statusLabel == "Cancelled")
             #expect(send.finishedAt == Self.scheduled.addingTimeInterval(-7200))
         }
@@ -50,7 +50,7 @@ import Testing
                 try db.connection.execute("UPDATE coupond.sends SET status = 'cancelled' WHERE id = \(id)")
             }
             #expect(raw?.constraint == "cancel_until_2h_before")
-            #expect(try SendStore(connection: db.connection).send(id: id)?.status == "not_started")
+            #expect(try SendStore(connection: db.connection).send(id: id)?.status == .notStarted)
         }
     }
 

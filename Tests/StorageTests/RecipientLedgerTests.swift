@@ -58,7 +58,7 @@ import Testing
             for page in stride(from: 0, to: recipients.count, by: 500) {
                 let outcomes = recipients[page..<page + 500].map { recipient in
                     var outcome = RecipientOutcome(customerID: recipient.customerID)
-                    outcome.emailStatus = "sent"
+                    outcome.emailStatus = .sent
                     outcome.emailMessageID = "msg-\(recipient.customerID)"
                     outcome.emailAttempts = 1
                     return outcome

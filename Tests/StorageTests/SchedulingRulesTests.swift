@@ -124,7 +124,7 @@ import Testing
             )
             // 09:00 in New York in December is 14:00 UTC.
             #expect(send.scheduledAt == utc(2026, 12, 1, 14))
-            #expect(send.status == "not_started")
+            #expect(send.status == .notStarted)
             #expect(send.statusLabel == "Not started")
         }
     }
