@@ -1,0 +1,70 @@
+import Delivery
+import Messages
+
+/// A batch whose messages are with the gateways.
+struct InFlightBatch {
+    var prepared: [PreparedRecipient]
+    var collector: OutcomeCollector
+}
+
+/// The send stage of a batch: hands its prepared messages to the gateways without waiting, and gathers each
+/// recipient's outcomes in an ``OutcomeCollector``.
+struct BatchDispatch {
+    let sendID: Int64
+    let email: GatewayDispatcher?
+    let sms: GatewayDispatcher?
+
+    /// Hands a batch to the gateways without waiting.
+    func submit(_ prepared: [PreparedRecipient], message: PreparedMessage) -> InFlightBatch {
+        let collector = OutcomeCollector(count: prepared.count)
+        if let email, let gateway = email.batchGateway {
+            submitBatchedEmail(prepared, message: message, gateway: gateway, dispatcher: email, collector: collector)
+        }
+        for (index, recipient) in prepared.enumerated() {
+            if let request = recipient.email, let email {
+                collector.expect()
+                email.dispatch(request) { collector.set(index, email: $0) }
+            }
+            if let request = recipient.sms, let sms {
+                collector.expect()
+                sms.dispatch(request) { collector.set(index, sms: $0) }
+            }
+        }
+        collector.sealed()
+        return InFlightBatch(prepared: prepared, collector: collector)
+    }
+
+    /// Sends the batch's emails in requests of many recipients each: one content per variant (with or without the
+    /// customer's name), every recipient of a request sharing its outcome.
+    private func submitBatchedEmail(
+        _ prepared: [PreparedRecipient],
+        message: PreparedMessage,
+        gateway: any BatchEmailGateway,
+        dispatcher: GatewayDispatcher,
+        collector: OutcomeCollector
+    ) {
+        for withName in [true, false] {
+            let indices = prepared.indices.filter {
+                prepared[$0].emailBatch != nil && prepared[$0].emailHasName == withName
+            }
+            guard !indices.isEmpty else { continue }
+            let content = message.emailTemplate(withName: withName)
+            for start in stride(from: 0, to: indices.count, by: dispatcher.recipientsPerRequest) {
+                let chunk = Array(indices[start..<min(start + dispatcher.recipientsPerRequest, indices.count)])
+                let first = prepared[chunk[0]].customerID
+                let last = prepared[chunk[chunk.count - 1]].customerID
+                let request = gateway.batchRequest(
+                    subject: content.subject,
+                    html: content.html,
+                    text: content.text,
+                    recipients: chunk.compactMap { prepared[$0].emailBatch },
+                    idempotencyKey: "coupond-\(sendID)-\(first)-\(last)-\(withName ? "n" : "a")-email"
+                )
+                for _ in chunk { collector.expect() }
+                dispatcher.dispatch(request) { outcome in
+                    for index in chunk { collector.set(index, email: outcome) }
+                }
+            }
+        }
+    }
+}

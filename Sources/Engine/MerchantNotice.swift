@@ -1,0 +1,72 @@
+import Delivery
+import Foundation
+import Logging
+import Messages
+import Signing
+import Storage
+
+/// Rule 8's merchant notice: the email that tells the merchant how a send ended.
+struct MerchantNotice {
+    let dependencies: EngineDependencies
+    /// The lease the worker holds; it is renewed while the notice waits for the gateway.
+    let leaseSeconds: Double
+
+    /// Rule 8: tells the merchant how the send ended, with the report link only when some customers failed.
+    func send(for send: ClaimedSend, store: EngineStore, logger: Logger) throws {
+        guard let summary = try SendStore(connection: store.connection).send(id: send.id),
+            summary.status.hasEnded
+        else { return }
+        guard let email = dependencies.email else {
+            try store.recordNotice(sendID: send.id, sent: false, error: "no email gateway is configured")
+            logger.warning("merchant notice not sent: no email gateway is configured")
+            return
+        }
+        let context = try store.context(of: send)
+        var reportLink: String?
+        var reportExpires: String?
+        if summary.failedCount > 0, let signer = dependencies.reportLinks, let finished = summary.finishedAt {
+            reportLink = signer.link(sendID: send.id, finishedAt: finished)
+            reportExpires = BatchPreparation.shopTime(
+                finished.addingTimeInterval(ReportLinkSigner.lifetime),
+                context.timeZone
+            )
+        }
+        let notice = dependencies.notices.render(
+            NoticeContext(
+                shopName: context.shopName,
+                groupName: context.groupName,
+                couponTitle: context.couponTitle,
+                statusLabel: summary.statusLabel,
+                recipientCount: summary.recipientCount ?? 0,
+                sentCount: summary.sentCount,
+                failedCount: summary.failedCount,
+                failureReason: summary.failureReasonText,
+                reportLink: reportLink,
+                reportExpires: reportExpires
+            )
+        )
+        let collector = OutcomeCollector(count: 1)
+        collector.expect()
+        email.dispatch(
+            OutgoingMessage(
+                to: context.merchantEmail,
+                content: .email(subject: notice.subject, html: notice.html, text: notice.text),
+                idempotencyKey: "coupond-notice-\(send.id)"
+            )
+        ) { collector.set(0, email: $0) }
+        collector.sealed()
+        while !collector.wait(seconds: max(1, leaseSeconds / 3)) {
+            try store.renewLease(sendID: send.id)
+        }
+        switch collector.outcomes(0).email {
+        case .sent:
+            try store.recordNotice(sendID: send.id, sent: true, error: nil)
+            logger.info("merchant notice sent", metadata: ["report.link": "\(reportLink != nil)"])
+        case .failed(.systemError, _, _), nil:
+            logger.notice("merchant notice left for later")
+        case .failed(let reason, let detail, _):
+            try store.recordNotice(sendID: send.id, sent: false, error: reason.rawValue)
+            logger.warning("merchant notice failed", metadata: ["reason": "\(reason.rawValue)", "detail": "\(detail)"])
+        }
+    }
+}
