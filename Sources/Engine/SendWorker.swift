@@ -155,26 +155,28 @@ final class SendWorker: Sendable {
             )
         }
         defer { engine.progress.end(sendID: send.id) }
-        var cursor: Int64 = 0
         var lastProgressLog = Date()
-        // Batches overlap: while the oldest waits on slow messages and retries, the next ones are already going out.
+        let feeder = BatchFeeder(
+            sendID: send.id,
+            batchSize: settings.batchSize,
+            preparation: preparation,
+            connect: dependencies.connect
+        )
+        feeder.start()
+        defer { feeder.stop() }
+        // Batches overlap: while the oldest waits on slow messages and retries, the next ones are already going out,
+        // and the feeder prepares the ones after them.
         var inFlight: [InFlightBatch] = []
         var exhausted = false
         while !stop.isRequested || !inFlight.isEmpty {
-            while !exhausted, !stop.isRequested, inFlight.count < settings.batchesInFlight {
-                let batch = try store.pendingRecipients(sendID: send.id, after: cursor, limit: settings.batchSize)
-                guard let last = batch.last else {
-                    exhausted = true
-                    break
+            fill: while !exhausted, !stop.isRequested, inFlight.count < settings.batchesInFlight {
+                // With batches out, recording the oldest is worth more than waiting for the next to be prepared.
+                switch feeder.next(wait: inFlight.isEmpty) {
+                case nil: break fill
+                case .end: exhausted = true
+                case .failure(let error): throw error
+                case .batch(let prepared): inFlight.append(dispatch.submit(prepared, message: preparation.message))
                 }
-                let prepared = preparation.prepare(batch)
-                try store.storeTokenHashes(
-                    sendID: send.id,
-                    customerIDs: prepared.map(\.customerID),
-                    hexHashes: prepared.map(\.tokenHashHex)
-                )
-                inFlight.append(dispatch.submit(prepared, message: preparation.message))
-                cursor = last.customerID
             }
             guard !inFlight.isEmpty else { break }
             let outcomes = try collect(inFlight.removeFirst(), store: store)
