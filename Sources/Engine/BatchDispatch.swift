@@ -1,3 +1,4 @@
+import Curl
 import Delivery
 import Messages
 
@@ -53,16 +54,28 @@ struct BatchDispatch {
                 let chunk = Array(indices[start..<min(start + dispatcher.recipientsPerRequest, indices.count)])
                 let first = prepared[chunk[0]].customerID
                 let last = prepared[chunk[chunk.count - 1]].customerID
-                let request = gateway.batchRequest(
-                    subject: content.subject,
-                    html: content.html,
-                    text: content.text,
-                    recipients: chunk.compactMap { prepared[$0].emailBatch },
-                    idempotencyKey: "coupond-\(sendID)-\(first)-\(last)-\(withName ? "n" : "a")-email"
-                )
+                @Sendable func request(_ indices: [Int], key: String) -> HTTPRequest {
+                    gateway.batchRequest(
+                        subject: content.subject,
+                        html: content.html,
+                        text: content.text,
+                        recipients: indices.compactMap { prepared[$0].emailBatch },
+                        idempotencyKey: key
+                    )
+                }
                 for _ in chunk { collector.expect() }
-                dispatcher.dispatch(request) { outcome in
-                    for index in chunk { collector.set(index, email: outcome) }
+                let key = "coupond-\(sendID)-\(first)-\(last)-\(withName ? "n" : "a")-email"
+                dispatcher.dispatch(request(chunk, key: key)) { outcome in
+                    // A provider refuses a whole request for one bad recipient (SendGrid answers 400 for a malformed
+                    // address): each recipient then goes alone, so only the bad one fails.
+                    guard chunk.count > 1, case .failed(.gatewayRefused, _, _) = outcome else {
+                        for index in chunk { collector.set(index, email: outcome) }
+                        return
+                    }
+                    for index in chunk {
+                        let single = request([index], key: prepared[index].emailBatch?.idempotencyKey ?? key)
+                        dispatcher.dispatch(single) { collector.set(index, email: $0) }
+                    }
                 }
             }
         }

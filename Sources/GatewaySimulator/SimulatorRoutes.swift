@@ -76,6 +76,12 @@ enum SimulatorRoutes {
                 ledger.count { $0.refused += 1 }
                 return (.json(["error": "a personalization lacks a recipient or key"], status: .badRequest), nil)
             }
+            // Like SendGrid with a malformed address, one refused recipient refuses the whole request.
+            let plan = ledger.plan
+            guard !recipients.contains(where: { plan.refuse.contains($0.to) }) else {
+                ledger.count { $0.refused += 1 }
+                return (.json(["error": "refused"], status: .badRequest), delay)
+            }
             let batchID = "EM" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
             for recipient in recipients {
                 _ = ledger.accept(

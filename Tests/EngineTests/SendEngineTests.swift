@@ -125,6 +125,31 @@ import Testing
         }
     }
 
+    @Test func aBatchRefusedForOneAddressFailsOnlyThatCustomer() throws {
+        try EngineHarness.with { h in
+            let group = try h.fixtures.group(shop: h.shop, members: 30)
+            let coupon = try h.fixtures.coupon(shop: h.shop)
+            let send = try h.schedule(group: group, coupon: coupon, sms: false)
+            let refused: String = try h.db.connection.queryRow(
+                "SELECT email FROM coupond.customers WHERE email LIKE 'customer7.g%' LIMIT 1"
+            )!.decode("email")
+            try h.setFaults(#"{"refuse": ["\#(refused)"]}"#)
+            let daemon = try h.startDaemon(
+                config: try h.configuration(extraEmail: #", "recipients_per_request": 100"#)
+            )
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(2000))")
+            let row = try h.send(send)
+            #expect(try row.decode("sent_count", as: Int.self) == 29)
+            #expect(try row.decode("failed_count", as: Int.self) == 1)
+            let reason = try h.db.connection.queryRow(
+                "SELECT email_error FROM coupond.send_recipients WHERE send_id = \(send) AND email = \(refused)"
+            )?["email_error"]
+            #expect(reason == "gateway_refused")
+            #expect(try h.stats()["duplicates"] == 0)
+        }
+    }
+
     @Test func systemdStatusShowsARunningSendsProgress() throws {
         // 300 ms per answer keeps 2,000 emails going for several seconds, so the 2-second status refresh sees them.
         try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 300}"#) { h in
