@@ -47,6 +47,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WireJSON",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Storage",
             dependencies: [
                 "Postgres",
@@ -68,7 +72,7 @@ let package = Package(
         ),
         .target(
             name: "Delivery",
-            dependencies: ["Curl", "Messages", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Curl", "Messages", "WireJSON", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -79,6 +83,7 @@ let package = Package(
         .target(
             name: "GatewaySimulator",
             dependencies: [
+                "WireJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -134,6 +139,11 @@ let package = Package(
         .testTarget(
             name: "MessagesTests",
             dependencies: ["Messages", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WireJSONTests",
+            dependencies: ["WireJSON"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

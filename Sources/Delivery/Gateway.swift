@@ -1,5 +1,6 @@
 public import Curl
 public import Foundation
+import WireJSON
 
 /// What a gateway's response means for the message.
 public enum GatewayVerdict: Sendable, Equatable {

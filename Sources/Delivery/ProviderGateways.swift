@@ -1,5 +1,6 @@
 public import Curl
 import Foundation
+import WireJSON
 
 /// SendGrid's v3 Mail Send API (`POST /v3/mail/send`).
 ///

@@ -1,5 +1,6 @@
 public import Curl
 import Foundation
+import WireJSON
 
 /// Coupond's generic JSON email webhook.
 ///

@@ -57,6 +57,15 @@ final class SimulatorLedger: Sendable {
     }
 
     private let state = Mutex(State())
+    private let messageCounter = Atomic<Int>(0)
+    /// Differs between simulator runs, so that ids do not repeat across them.
+    private let idPrefix = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16)
+
+    /// A new message id: `prefix`, this run's tag and a counter (a UUID per message cost a `getrandom` call).
+    func nextMessageID(prefix: String) -> String {
+        let number = messageCounter.add(1, ordering: .relaxed).newValue
+        return prefix + idPrefix + String(number, radix: 16)
+    }
 
     var plan: FaultPlan {
         get { state.withLock { $0.plan } }

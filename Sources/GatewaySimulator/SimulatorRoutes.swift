@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import WireJSON
 
 /// The simulator's routes: which API a request speaks, and what the fault plan makes of it.
 enum SimulatorRoutes {
@@ -9,42 +10,66 @@ enum SimulatorRoutes {
         let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
         switch (head.method, path) {
         case (.POST, "/webhook/email"):
-            let json = jsonObject(body)
+            let json = JSONValue(parsing: body)
+            let key = head.headers.first(name: "Idempotency-Key") ?? json?["idempotency_key"]?.string ?? ""
+            if let recipients = json?["recipients"] {
+                return batch(
+                    ledger,
+                    api: "webhook",
+                    key: key,
+                    subject: json?["subject"]?.string,
+                    text: json?["text"]?.string ?? "",
+                    recipients: recipients.elements.map {
+                        BatchRecipient(
+                            to: $0["to"]?.string ?? "",
+                            key: $0["idempotency_key"]?.string ?? "",
+                            substitutions: $0["substitutions"]
+                        )
+                    }
+                ) { id, _ in .json { $0.object(["id": id]) } }
+            }
             return message(
                 ledger,
                 channel: "email",
                 api: "webhook",
-                to: json["to"] as? String ?? "",
-                key: head.headers.first(name: "Idempotency-Key") ?? json["idempotency_key"] as? String ?? "",
-                subject: json["subject"] as? String,
-                text: json["text"] as? String ?? ""
-            ) { id, _ in .json(["id": id]) }
+                to: json?["to"]?.string ?? "",
+                key: key,
+                subject: json?["subject"]?.string,
+                text: json?["text"]?.string ?? ""
+            ) { id, _ in .json { $0.object(["id": id]) } }
         case (.POST, "/webhook/sms"):
-            let json = jsonObject(body)
+            let json = JSONValue(parsing: body)
             return message(
                 ledger,
                 channel: "sms",
                 api: "webhook",
-                to: json["to"] as? String ?? "",
-                key: head.headers.first(name: "Idempotency-Key") ?? json["idempotency_key"] as? String ?? "",
+                to: json?["to"]?.string ?? "",
+                key: head.headers.first(name: "Idempotency-Key") ?? json?["idempotency_key"]?.string ?? "",
                 subject: nil,
-                text: json["text"] as? String ?? "",
-                invalidNumber: .json(["error": "invalid_number"], status: .badRequest)
-            ) { id, segments in .json(["id": id, "segments": segments]) }
+                text: json?["text"]?.string ?? "",
+                invalidNumber: .error("invalid_number")
+            ) { id, segments in
+                .json {
+                    $0.raw(#"{"id":"#)
+                    $0.string(id)
+                    $0.raw(#","segments":"#)
+                    $0.integer(segments)
+                    $0.raw("}")
+                }
+            }
         case (.POST, "/v3/mail/send"):
-            let json = jsonObject(body)
-            let personalizations = json["personalizations"] as? [[String: Any]] ?? []
-            let content = json["content"] as? [[String: Any]] ?? []
-            let text = content.first { $0["type"] as? String == "text/plain" }?["value"] as? String ?? ""
-            let subject = json["subject"] as? String
+            let json = JSONValue(parsing: body)
+            let personalizations = json?["personalizations"]?.elements ?? []
+            let content = json?["content"]?.elements ?? []
+            let text = content.first { $0["type"]?.string == "text/plain" }?["value"]?.string ?? ""
+            let subject = json?["subject"]?.string
             let requestKey =
-                head.headers.first(name: "Idempotency-Key")
-                ?? (json["custom_args"] as? [String: Any])?["idempotency_key"] as? String ?? ""
+                head.headers.first(name: "Idempotency-Key") ?? json?["custom_args"]?["idempotency_key"]?.string ?? ""
             let accepted: (String, Int) -> SimulatorReply = { id, _ in
-                .respond(status: .accepted, headers: [("X-Message-Id", id)], body: Data())
+                .respond(status: .accepted, headers: [("X-Message-Id", id)], body: [])
             }
             guard personalizations.count > 1 || personalizations.first?["substitutions"] != nil else {
-                let to = (personalizations.first?["to"] as? [[String: Any]])?.first?["email"] as? String ?? ""
+                let to = personalizations.first?["to"]?[0]?["email"]?.string ?? ""
                 return message(
                     ledger,
                     channel: "email",
@@ -56,48 +81,22 @@ enum SimulatorRoutes {
                     accepted: accepted
                 )
             }
-            // A batch: faults hit the whole request; each personalization is its own message, with its own key and
-            // its substitutions applied, as SendGrid delivers them.
             let recipients = personalizations.map { personalization in
-                let substitutions = personalization["substitutions"] as? [String: String] ?? [:]
-                func fill(_ text: String) -> String {
-                    substitutions.reduce(text) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
-                }
-                return (
-                    to: (personalization["to"] as? [[String: Any]])?.first?["email"] as? String ?? "",
-                    key: (personalization["custom_args"] as? [String: Any])?["idempotency_key"] as? String ?? "",
-                    subject: subject.map(fill),
-                    text: fill(text)
+                BatchRecipient(
+                    to: personalization["to"]?[0]?["email"]?.string ?? "",
+                    key: personalization["custom_args"]?["idempotency_key"]?.string ?? "",
+                    substitutions: personalization["substitutions"]
                 )
             }
-            let (injected, delay) = fault(ledger, key: requestKey)
-            if let injected { return (injected, delay) }
-            guard recipients.allSatisfy({ !$0.to.isEmpty && !$0.key.isEmpty }) else {
-                ledger.count { $0.refused += 1 }
-                return (.json(["error": "a personalization lacks a recipient or key"], status: .badRequest), nil)
-            }
-            // Like SendGrid with a malformed address, one refused recipient refuses the whole request.
-            let plan = ledger.plan
-            guard !recipients.contains(where: { plan.refuse.contains($0.to) }) else {
-                ledger.count { $0.refused += 1 }
-                return (.json(["error": "refused"], status: .badRequest), delay)
-            }
-            let batchID = "EM" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
-            for recipient in recipients {
-                _ = ledger.accept(
-                    AcceptedMessage(
-                        id: batchID,
-                        channel: "email",
-                        api: "sendgrid",
-                        to: recipient.to,
-                        idempotencyKey: recipient.key,
-                        subject: recipient.subject,
-                        text: recipient.text,
-                        repeats: 0
-                    )
-                )
-            }
-            return (accepted(batchID, 1), delay)
+            return batch(
+                ledger,
+                api: "sendgrid",
+                key: requestKey,
+                subject: subject,
+                text: text,
+                recipients: recipients,
+                accepted: accepted
+            )
         case (.POST, _) where path.hasPrefix("/2010-04-01/Accounts/") && path.hasSuffix("/Messages.json"):
             let form = formFields(body)
             return message(
@@ -108,12 +107,15 @@ enum SimulatorRoutes {
                 key: head.headers.first(name: "I-Twilio-Idempotency-Token") ?? "",
                 subject: nil,
                 text: form["Body"] ?? "",
-                invalidNumber: .json(
-                    ["code": 21211, "message": "The 'To' number is not a valid phone number."],
-                    status: .badRequest
-                )
+                invalidNumber: .json(status: .badRequest) {
+                    $0.raw(#"{"code":21211,"message":"#)
+                    $0.string("The 'To' number is not a valid phone number.")
+                    $0.raw("}")
+                }
             ) { id, segments in
-                .json(["sid": id, "status": "queued", "num_segments": String(segments)], status: .created)
+                .json(status: .created) {
+                    $0.object(["sid": id, "status": "queued", "num_segments": String(segments)])
+                }
             }
         case (.GET, "/stats"):
             return (.encoded(ledger.stats), nil)
@@ -122,7 +124,7 @@ enum SimulatorRoutes {
             return (.encoded(ledger.messages(limit: limit)), nil)
         case (.POST, "/reset"):
             ledger.reset()
-            return (.respond(status: .noContent, headers: [], body: Data()), nil)
+            return (.respond(status: .noContent, headers: [], body: []), nil)
         case (.GET, "/faults"):
             return (.encoded(ledger.plan), nil)
         case (.PUT, "/faults"):
@@ -130,10 +132,10 @@ enum SimulatorRoutes {
                 ledger.plan = try JSONDecoder().decode(FaultPlan.self, from: body)
                 return (.encoded(ledger.plan), nil)
             } catch {
-                return (.json(["error": "invalid fault plan: \(error)"], status: .badRequest), nil)
+                return (.error("invalid fault plan: \(error)"), nil)
             }
         default:
-            return (.json(["error": "no such route"], status: .notFound), nil)
+            return (.error("no such route", status: .notFound), nil)
         }
     }
 
@@ -146,13 +148,13 @@ enum SimulatorRoutes {
         key: String,
         subject: String?,
         text: String,
-        invalidNumber: SimulatorReply = .json(["error": "refused"], status: .badRequest),
+        invalidNumber: SimulatorReply = .error("refused"),
         accepted: (String, Int) -> SimulatorReply
     ) -> (SimulatorReply, Int?) {
         if to.isEmpty || key.isEmpty {
             _ = ledger.attempt(key: key)
             ledger.count { $0.refused += 1 }
-            return (.json(["error": "missing recipient or idempotency key"], status: .badRequest), nil)
+            return (.error("missing recipient or idempotency key"), nil)
         }
         let (injected, delay) = fault(ledger, key: key)
         if let injected { return (injected, delay) }
@@ -163,12 +165,12 @@ enum SimulatorRoutes {
         }
         if plan.refuse.contains(to) {
             ledger.count { $0.refused += 1 }
-            return (.json(["error": "refused"], status: .badRequest), delay)
+            return (.error("refused"), delay)
         }
         // A delayed answer still counts as delivered: the client may give up before it arrives and try again.
         let id = ledger.accept(
             AcceptedMessage(
-                id: (channel == "sms" ? "SM" : "EM") + UUID().uuidString.replacingOccurrences(of: "-", with: ""),
+                id: ledger.nextMessageID(prefix: channel == "sms" ? "SM" : "EM"),
                 channel: channel,
                 api: api,
                 to: to,
@@ -181,6 +183,61 @@ enum SimulatorRoutes {
         return (accepted(id, smsSegments(text)), delay)
     }
 
+    /// One recipient of a batch request.
+    struct BatchRecipient {
+        var to: String
+        var key: String
+        /// An object of placeholder → value.
+        var substitutions: JSONValue?
+
+        func fill(_ text: String) -> String {
+            (substitutions?.members ?? []).reduce(text) {
+                $0.replacingOccurrences(of: $1.key, with: $1.value.string ?? "")
+            }
+        }
+    }
+
+    /// Applies the fault plan to a batch request as a whole, then accepts each recipient as its own message, with
+    /// its own key and its substitutions filled in, as SendGrid delivers them.
+    private static func batch(
+        _ ledger: SimulatorLedger,
+        api: String,
+        key: String,
+        subject: String?,
+        text: String,
+        recipients: [BatchRecipient],
+        accepted: (String, Int) -> SimulatorReply
+    ) -> (SimulatorReply, Int?) {
+        let (injected, delay) = fault(ledger, key: key)
+        if let injected { return (injected, delay) }
+        guard !recipients.isEmpty, recipients.allSatisfy({ !$0.to.isEmpty && !$0.key.isEmpty }) else {
+            ledger.count { $0.refused += 1 }
+            return (.error("a recipient lacks an address or key"), nil)
+        }
+        // Like SendGrid with a malformed address, one refused recipient refuses the whole request.
+        let plan = ledger.plan
+        guard !recipients.contains(where: { plan.refuse.contains($0.to) }) else {
+            ledger.count { $0.refused += 1 }
+            return (.error("refused"), delay)
+        }
+        let batchID = ledger.nextMessageID(prefix: "EM")
+        for recipient in recipients {
+            _ = ledger.accept(
+                AcceptedMessage(
+                    id: batchID,
+                    channel: "email",
+                    api: api,
+                    to: recipient.to,
+                    idempotencyKey: recipient.key,
+                    subject: subject.map(recipient.fill),
+                    text: recipient.fill(text),
+                    repeats: 0
+                )
+            )
+        }
+        return (accepted(batchID, 1), delay)
+    }
+
     /// The fault plan's verdict on one request: the reply when a fault hits it (`nil` when it goes on), and the
     /// milliseconds to hold the answer back.
     private static func fault(_ ledger: SimulatorLedger, key: String) -> (reply: SimulatorReply?, delay: Int?) {
@@ -188,7 +245,7 @@ enum SimulatorRoutes {
         let attempt = ledger.attempt(key: key)
         if attempt <= plan.failFirstAttempts {
             ledger.count { $0.injectedErrors += 1 }
-            return (.json(["error": "temporarily unavailable"], status: .serviceUnavailable), nil)
+            return (.error("temporarily unavailable", status: .serviceUnavailable), nil)
         }
         var delay: Int?
         if Double.random(in: 0..<1) < plan.delayRate {
@@ -202,11 +259,11 @@ enum SimulatorRoutes {
         if Double.random(in: 0..<1) < plan.rateLimitRate {
             ledger.count { $0.injectedRateLimits += 1 }
             let headers = [("Retry-After", String(plan.retryAfterSeconds))]
-            return (.respond(status: .tooManyRequests, headers: headers, body: Data()), delay)
+            return (.respond(status: .tooManyRequests, headers: headers, body: []), delay)
         }
         if Double.random(in: 0..<1) < plan.errorRate {
             ledger.count { $0.injectedErrors += 1 }
-            return (.json(["error": "injected"], status: HTTPResponseStatus(statusCode: plan.errorStatus)), delay)
+            return (.error("injected", status: HTTPResponseStatus(statusCode: plan.errorStatus)), delay)
         }
         return (nil, delay)
     }
@@ -217,10 +274,6 @@ enum SimulatorRoutes {
         let units = isASCII ? text.unicodeScalars.count : text.utf16.count
         let (single, multi) = isASCII ? (160, 153) : (70, 67)
         return units <= single ? 1 : (units + multi - 1) / multi
-    }
-
-    private static func jsonObject(_ data: Data) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
     }
 
     static func formFields(_ data: Data) -> [String: String] {
