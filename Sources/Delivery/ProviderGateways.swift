@@ -98,14 +98,9 @@ extension SendGridGateway: BatchEmailGateway {
             if index > 0 { body.raw(",") }
             body.raw(#"{"to":[{"email":"#)
             body.string(recipient.to)
-            body.raw(#"}],"substitutions":{"#)
-            for (number, (tag, value)) in recipient.substitutions.sorted(by: { $0.key < $1.key }).enumerated() {
-                if number > 0 { body.raw(",") }
-                body.string(tag)
-                body.raw(":")
-                body.string(value)
-            }
-            body.raw(#"},"custom_args":{"idempotency_key":"#)
+            body.raw(#"}],"substitutions":"#)
+            body.substitutions(recipient.substitutions)
+            body.raw(#","custom_args":{"idempotency_key":"#)
             body.string(recipient.idempotencyKey)
             body.raw("}}")
         }
@@ -190,5 +185,19 @@ public struct TwilioGateway: Gateway {
             }
         }
         return String(decoding: encoded, as: UTF8.self)
+    }
+}
+
+extension JSONBytes {
+    /// A recipient's substitutions as an object, in key order so that equal batches have equal bodies.
+    mutating func substitutions(_ values: [String: String]) {
+        raw("{")
+        for (number, (tag, value)) in values.sorted(by: { $0.key < $1.key }).enumerated() {
+            if number > 0 { raw(",") }
+            string(tag)
+            raw(":")
+            string(value)
+        }
+        raw("}")
     }
 }

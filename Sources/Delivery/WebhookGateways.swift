@@ -29,6 +29,52 @@ public struct WebhookEmailGateway: Gateway {
     }
 }
 
+extension WebhookEmailGateway: BatchEmailGateway {
+    /// At most 1,000 recipients per request, as with SendGrid.
+    public var maxRecipientsPerRequest: Int { 1000 }
+
+    /// The webhook's batch form: the shared content once, and one entry per recipient.
+    ///
+    /// `{"from", "subject", "html", "text", "idempotency_key", "recipients": [{"to", "substitutions",
+    /// "idempotency_key"}]}`. The receiver replaces each substitution key (for example `-coupond_link-`) in the
+    /// subject and both parts with the recipient's value, and delivers one email per recipient; the request's own key
+    /// (also in the `Idempotency-Key` header) names the batch. A 2xx answer accepts every recipient, any other
+    /// refuses or retries them all.
+    public func batchRequest(
+        subject: String,
+        html: String,
+        text: String,
+        recipients: [BatchEmailRecipient],
+        idempotencyKey: String
+    ) -> HTTPRequest {
+        precondition(recipients.count <= maxRecipientsPerRequest, "too many recipients for one webhook request")
+        var body = JSONBytes(capacity: 512 + html.utf8.count + text.utf8.count + recipients.count * 400)
+        body.raw(#"{"from":"#)
+        body.string(endpoint.from)
+        body.raw(#","subject":"#)
+        body.string(subject)
+        body.raw(#","html":"#)
+        body.string(html)
+        body.raw(#","text":"#)
+        body.string(text)
+        body.raw(#","idempotency_key":"#)
+        body.string(idempotencyKey)
+        body.raw(#","recipients":["#)
+        for (index, recipient) in recipients.enumerated() {
+            if index > 0 { body.raw(",") }
+            body.raw(#"{"to":"#)
+            body.string(recipient.to)
+            body.raw(#","substitutions":"#)
+            body.substitutions(recipient.substitutions)
+            body.raw(#","idempotency_key":"#)
+            body.string(recipient.idempotencyKey)
+            body.raw("}")
+        }
+        body.raw("]}")
+        return endpoint.bearerJSONRequest(body, idempotencyKey: idempotencyKey)
+    }
+}
+
 /// Coupond's generic JSON SMS webhook.
 ///
 /// `POST <url>` with `Authorization: Bearer <credential>`, `Idempotency-Key: <key>` and

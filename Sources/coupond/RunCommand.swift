@@ -198,7 +198,7 @@ struct Daemon {
             guard let batch = api as? any BatchEmailGateway else {
                 throw ConfigurationError(
                     setting: "\(channel).recipients_per_request",
-                    reason: "must be 1 with the \(gateway.provider) provider (sendgrid takes more)"
+                    reason: "must be 1 with the \(gateway.provider) provider (the email webhook and sendgrid take more)"
                 )
             }
             guard (1...batch.maxRecipientsPerRequest).contains(perRequest) else {

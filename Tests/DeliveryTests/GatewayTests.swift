@@ -100,6 +100,38 @@ import Testing
         }
     }
 
+    @Test func theWebhooksBatchFormCarriesTheContentOnceAndEachRecipientsOwnValues() throws {
+        let gateway = WebhookEmailGateway(endpoint: GatewayEndpoint(url: "http://x/", credential: "t", from: "a@b"))
+        let request = gateway.batchRequest(
+            subject: "Hi -coupond_name-",
+            html: "<a href=\"-coupond_link-\">",
+            text: "-coupond_link-",
+            recipients: [
+                BatchEmailRecipient(
+                    to: "ann@mail.example",
+                    idempotencyKey: "k-1",
+                    substitutions: ["-coupond_name-": "Ann", "-coupond_link-": "https://l/1"]
+                ),
+                BatchEmailRecipient(
+                    to: "bob@mail.example",
+                    idempotencyKey: "k-2",
+                    substitutions: ["-coupond_name-": "Bob \"B\"", "-coupond_link-": "https://l/2"]
+                ),
+            ],
+            idempotencyKey: "batch-1"
+        )
+        let body = try #require(request.body)
+        let json = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        #expect(json["subject"] as? String == "Hi -coupond_name-")
+        #expect(json["idempotency_key"] as? String == "batch-1")
+        #expect(request.headers.contains { $0.name == "Idempotency-Key" && $0.value == "batch-1" })
+        let recipients = try #require(json["recipients"] as? [[String: Any]])
+        #expect(recipients.map { $0["to"] as? String } == ["ann@mail.example", "bob@mail.example"])
+        #expect(recipients.map { $0["idempotency_key"] as? String } == ["k-1", "k-2"])
+        let bob = try #require(recipients[1]["substitutions"] as? [String: String])
+        #expect(bob == ["-coupond_name-": "Bob \"B\"", "-coupond_link-": "https://l/2"])
+    }
+
     @Test func backoffGrowsWithJitterAndRetryAfterWins() {
         let policy = RetryPolicy(maxAttempts: 5, initialBackoff: 0.2, maxBackoff: 1, maxRetryAfter: 60)
         for attempt in 1...6 {

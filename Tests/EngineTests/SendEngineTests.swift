@@ -86,14 +86,15 @@ import Testing
         }
     }
 
-    @Test func batchedEmailsGiveEveryCustomerTheirOwnLinkInAFewRequests() throws {
+    @Test(arguments: ["sendgrid", "webhook"])
+    func batchedEmailsGiveEveryCustomerTheirOwnLinkInAFewRequests(provider: String) throws {
         // Every request fails once and is retried whole, as a gateway outage would make it.
         try EngineHarness.with(faults: #"{"fail_first_attempts": 1}"#) { h in
             let group = try h.fixtures.group(shop: h.shop, members: 250)
             let coupon = try h.fixtures.coupon(shop: h.shop)
             let send = try h.schedule(group: group, coupon: coupon, sms: false)
             let daemon = try h.startDaemon(
-                config: try h.configuration(extraEmail: #", "recipients_per_request": 100"#)
+                config: try h.configuration(emailProvider: provider, extraEmail: #", "recipients_per_request": 100"#)
             )
             try h.arrive()
             #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(2000))")
@@ -107,6 +108,7 @@ import Testing
 
             let emails = try h.messages().filter { ($0["to"] as? String) != "owner@shop.example" }
             #expect(Set(emails.compactMap { $0["to"] as? String }).count == 250)
+            #expect(emails.allSatisfy { $0["api"] as? String == provider })
             let issuer = ClaimTokenIssuer(key: Data(repeating: 7, count: 32))
             let customers = try h.db.connection.query(
                 "SELECT customer_id, email FROM coupond.send_recipients WHERE send_id = \(send)"
@@ -125,7 +127,8 @@ import Testing
         }
     }
 
-    @Test func aBatchRefusedForOneAddressFailsOnlyThatCustomer() throws {
+    @Test(arguments: ["sendgrid", "webhook"])
+    func aBatchRefusedForOneAddressFailsOnlyThatCustomer(provider: String) throws {
         try EngineHarness.with { h in
             let group = try h.fixtures.group(shop: h.shop, members: 30)
             let coupon = try h.fixtures.coupon(shop: h.shop)
@@ -135,7 +138,7 @@ import Testing
             )!.decode("email")
             try h.setFaults(#"{"refuse": ["\#(refused)"]}"#)
             let daemon = try h.startDaemon(
-                config: try h.configuration(extraEmail: #", "recipients_per_request": 100"#)
+                config: try h.configuration(emailProvider: provider, extraEmail: #", "recipients_per_request": 100"#)
             )
             try h.arrive()
             #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(2000))")
