@@ -148,7 +148,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DeliveryTests",
-            dependencies: ["Delivery", "Curl", "Signing"],
+            dependencies: ["Delivery", "Curl", "Signing", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -132,21 +132,30 @@ public struct PreparedMessage: Sendable {
         return pieces
     }
 
-    /// The escaping Mustache applies to `{{value}}` in HTML; byte by byte, since every claim link goes through it.
+    /// The escaping Mustache applies to `{{value}}` in HTML. Every claim link goes through it, so runs of bytes that
+    /// need no escape are copied whole rather than appended one at a time.
     static func escapeHTML(_ text: String) -> String {
-        var escaped: [UInt8] = []
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "&"): escaped.append(contentsOf: "&amp;".utf8)
-            case UInt8(ascii: "<"): escaped.append(contentsOf: "&lt;".utf8)
-            case UInt8(ascii: ">"): escaped.append(contentsOf: "&gt;".utf8)
-            case UInt8(ascii: "\""): escaped.append(contentsOf: "&quot;".utf8)
-            case UInt8(ascii: "'"): escaped.append(contentsOf: "&#39;".utf8)
-            default:
-                if escaped.isEmpty { escaped.reserveCapacity(text.utf8.count + 16) }
-                escaped.append(byte)
+        var text = text
+        return text.withUTF8 { utf8 in
+            var escaped: [UInt8] = []
+            escaped.reserveCapacity(utf8.count + 32)
+            var start = 0
+            for index in 0..<utf8.count {
+                let entity: StaticString
+                switch utf8[index] {
+                case UInt8(ascii: "&"): entity = "&amp;"
+                case UInt8(ascii: "<"): entity = "&lt;"
+                case UInt8(ascii: ">"): entity = "&gt;"
+                case UInt8(ascii: "\""): entity = "&quot;"
+                case UInt8(ascii: "'"): entity = "&#39;"
+                default: continue
+                }
+                escaped.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
+                entity.withUTF8Buffer { escaped.append(contentsOf: $0) }
+                start = index + 1
             }
+            escaped.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
+            return String(decoding: escaped, as: UTF8.self)
         }
-        return String(decoding: escaped, as: UTF8.self)
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import Curl
 import Delivery
 import Foundation
@@ -165,6 +166,19 @@ import Testing
         #expect(token.count == 43)
         #expect(token.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
         #expect(ClaimTokenIssuer.hash(token).count == 32)
+    }
+
+    @Test func claimTokensAreTheHMACOfTheirSendAndCustomerWhateverCameBefore() {
+        let key = Data((0..<48).map { UInt8($0) })
+        let issuer = ClaimTokenIssuer(key: key)
+        // Each token is computed after others, as in a batch: none may carry state into the next.
+        for (send, customer) in [(Int64(1), Int64(1)), (1, 2), (7, 123_456_789), (1, 1)] {
+            let expected = HMAC<SHA256>.authenticationCode(
+                for: Data("claim:\(send):\(customer)".utf8),
+                using: SymmetricKey(data: key)
+            )
+            #expect(issuer.token(sendID: send, customerID: customer) == Data(expected).base64URLEncoded())
+        }
     }
 
     @Test func reportLinksVerifyUntilTheyExpire() throws {

@@ -49,7 +49,7 @@ import Testing
 }
 
 @Suite struct PreparedMessageTests {
-    @Test(arguments: ["Ann", "Tom & \"Jerry\" <b>", "", nil] as [String?])
+    @Test(arguments: ["Ann", "Tom & \"Jerry\" <b> O'Neil", "", nil] as [String?])
     func preparedRenderingMatchesFullRendering(name: String?) throws {
         let templates = try MessageTemplates(directory: repositoryRoot.appendingPathComponent("templates"))
         let context = MessageContext(

@@ -14,6 +14,18 @@ import Testing
         }
     }
 
+    @Test func arrayElementsArriveAsWrittenWhateverTheyHold() throws {
+        try TestDatabase.with(migrated: false) { db in
+            let values: [String?] = [
+                #"quote " and backslash \ "#, "{braces}, commas", "NULL", nil, "", " spaced ", "héllo 🎟", "a\nb",
+            ]
+            let rows = try db.connection.query(
+                "SELECT value, ordinality FROM unnest(\(values)::text[]) WITH ORDINALITY AS v(value) ORDER BY ordinality"
+            )
+            #expect(try rows.map { try $0.decode("value", as: String?.self) } == values)
+        }
+    }
+
     @Test func valuesRoundTripWithTheirTypes() throws {
         try TestDatabase.with(migrated: false) { db in
             let date = Date(timeIntervalSince1970: 1_764_590_400.123456)
