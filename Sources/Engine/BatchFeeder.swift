@@ -6,10 +6,10 @@ import Synchronization
 
 /// The page and prepare stages of a send, on a thread and a database connection of their own.
 ///
-/// It reads the next page of pending recipients, issues their claim links and messages, and stores their token
-/// hashes, while the worker sends and records the batches before them: the worker's database round trips and the
-/// preparation no longer wait for each other. At most `capacity` prepared batches wait for the worker, which bounds
-/// memory. Token hashes are stored before a batch is handed over, so every link that leaves can be claimed.
+/// It reads the next page of pending recipients and issues their claim links and messages while the worker sends and
+/// records the batches before them: the worker's database round trips and the preparation no longer wait for each
+/// other. At most `capacity` prepared batches wait for the worker, which bounds memory. (The feeder writes nothing:
+/// claim-token hashes go to the database with the outcomes.)
 ///
 /// ### Threading
 /// ``start()`` starts the thread; ``stop()`` cancels it and waits until it has closed its connection.
@@ -69,8 +69,8 @@ final class BatchFeeder: Sendable {
         return item
     }
 
-    /// Cancels the feeding and waits for the thread to end; a batch it was preparing is dropped (its token hashes,
-    /// if stored, are harmless: the same tokens are derived when the batch is sent later).
+    /// Cancels the feeding and waits for the thread to end; a batch it was preparing is dropped (the same messages
+    /// and tokens are derived when the batch is sent later).
     func stop() {
         state.withLock { $0.cancelled = true }
         space.signal()
@@ -105,13 +105,7 @@ final class BatchFeeder: Sendable {
                     return
                 }
                 cursor = last.customerID
-                let prepared = preparation.prepare(page)
-                try store.storeTokenHashes(
-                    sendID: sendID,
-                    customerIDs: prepared.map(\.customerID),
-                    hexHashes: prepared.map(\.tokenHashHex)
-                )
-                hand(.batch(prepared))
+                hand(.batch(preparation.prepare(page)))
             }
         } catch {
             hand(.failure(error))

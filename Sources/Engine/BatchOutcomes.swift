@@ -13,6 +13,7 @@ struct BatchOutcomes {
         let price = smsPricePerSegment
         return prepared.enumerated().map { index, recipient in
             var outcome = RecipientOutcome(customerID: recipient.customerID)
+            outcome.tokenHashHex = recipient.tokenHashHex
             let (email, sms) = collector.outcomes(index)
             if let email {
                 Self.apply(

@@ -3,10 +3,11 @@ public import Foundation
 
 /// Derives customers' claim tokens and the hashes stored in their place.
 ///
-/// A token is HMAC-SHA256(key, "claim:<send>:<customer>"), base64url without padding (43 characters, 256 bits).
-/// Deriving it rather than drawing it at random means a message retried after a crash carries the same link, and
-/// the token itself never needs storing: only SHA-256 of its text goes to the database, which is what
-/// `coupond.claim_coupon` compares against. Without the key, tokens cannot be guessed.
+/// A token is `<send>.<customer>.<mac>`, where mac is HMAC-SHA256(key, "claim:<send>:<customer>") in base64url
+/// without padding (43 characters, 256 bits). The ids let `coupond.claim_coupon` find the recipient's row by its
+/// primary key; the MAC makes the token impossible to forge without the key. Deriving it rather than drawing it at
+/// random means a message retried after a crash carries the same link, and the token itself never needs storing:
+/// only SHA-256 of its text goes to the database (`send_recipients.token_hash`), which is what the claim compares.
 public struct ClaimTokenIssuer: Sendable {
     /// HMAC keyed once: setting the key up (hashing both padded key blocks) was half the cost of every token.
     /// Never mutated; each token works on its own copy, and the hashers underneath copy on write.
@@ -23,10 +24,10 @@ public struct ClaimTokenIssuer: Sendable {
         var message = "claim:\(sendID):\(customerID)"
         var authenticator = keyed
         message.withUTF8 { authenticator.update(data: UnsafeRawBufferPointer($0)) }
-        return Data(authenticator.finalize()).base64URLEncoded()
+        return "\(sendID).\(customerID)." + Data(authenticator.finalize()).base64URLEncoded()
     }
 
-    /// SHA-256 of the token's UTF-8 text, as stored in `claim_tokens.token_hash`.
+    /// SHA-256 of the token's UTF-8 text, as stored in `send_recipients.token_hash`.
     public static func hash(_ token: String) -> Data {
         Data(SHA256.hash(data: Data(token.utf8)))
     }

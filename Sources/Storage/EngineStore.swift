@@ -46,6 +46,8 @@ public struct RecipientOutcome: Sendable {
     public var smsAttempts: Int
     public var smsSegments: Int?
     public var smsCost: Decimal?
+    /// SHA-256 of the customer's claim token in hex, stored with the outcome so that the link works from then on.
+    public var tokenHashHex: String?
 
     public init(customerID: Int64) {
         self.customerID = customerID
@@ -400,19 +402,6 @@ public struct EngineStore {
         try connection.execute("ANALYZE coupond.send_recipients")
     }
 
-    /// Stores the claim-token hashes of a batch before its messages go out, so every link that leaves can be
-    /// claimed. A batch resumed after a crash derives the same tokens; their hashes are already there.
-    public func storeTokenHashes(sendID: Int64, customerIDs: [Int64], hexHashes: [String]) throws {
-        try connection.execute(
-            """
-            INSERT INTO coupond.claim_tokens (token_hash, send_id, customer_id)
-            SELECT decode(v.hash, 'hex'), \(sendID), v.customer_id
-            FROM unnest(\(customerIDs)::bigint[], \(hexHashes)::text[]) AS v(customer_id, hash)
-            ON CONFLICT (token_hash) DO NOTHING
-            """
-        )
-    }
-
     /// Records a batch's outcomes and adds the finished customers to the send's counts, in one transaction that
     /// also renews the lease.
     ///
@@ -434,16 +423,18 @@ public struct EngineStore {
                     sms_message_id = coalesce(v.sms_message_id, r.sms_message_id),
                     sms_attempts = r.sms_attempts + v.sms_attempts,
                     sms_segments = coalesce(v.sms_segments, r.sms_segments),
-                    sms_cost = coalesce(v.sms_cost, r.sms_cost)
+                    sms_cost = coalesce(v.sms_cost, r.sms_cost),
+                    token_hash = coalesce(decode(v.token_hash, 'hex'), r.token_hash)
                 FROM unnest(
                     \(outcomes.map(\.customerID))::bigint[],
                     \(outcomes.map(\.emailStatus))::text[], \(outcomes.map(\.emailError))::text[],
                     \(outcomes.map(\.emailMessageID))::text[], \(outcomes.map(\.emailAttempts))::int[],
                     \(outcomes.map(\.smsStatus))::text[], \(outcomes.map(\.smsError))::text[],
                     \(outcomes.map(\.smsMessageID))::text[], \(outcomes.map(\.smsAttempts))::int[],
-                    \(outcomes.map(\.smsSegments))::int[], \(outcomes.map(\.smsCost))::numeric[]
+                    \(outcomes.map(\.smsSegments))::int[], \(outcomes.map(\.smsCost))::numeric[],
+                    \(outcomes.map(\.tokenHashHex))::text[]
                 ) AS v(customer_id, email_status, email_error, email_message_id, email_attempts,
-                       sms_status, sms_error, sms_message_id, sms_attempts, sms_segments, sms_cost)
+                       sms_status, sms_error, sms_message_id, sms_attempts, sms_segments, sms_cost, token_hash)
                 WHERE r.send_id = \(sendID) AND r.customer_id = v.customer_id
                   AND (r.email_status = 'pending' OR r.sms_status = 'pending')
                 RETURNING r.email_status, r.sms_status, v.sms_segments, v.sms_cost

@@ -249,6 +249,23 @@ import Testing
             #expect(claim(token, winner) == "claim_once_per_customer")
             #expect(claim(token, winner == ids[0] ? ids[1] : ids[0]) == "claim_customer_matches")
             #expect(claim("not-a-token", winner) == "claim_token_valid")
+            // The ids in a token only say whose it is: with a MAC that is not the key's, it is refused like any other.
+            let forged = String(token.dropLast(4)) + (token.hasSuffix("AAAA") ? "BBBB" : "AAAA")
+            #expect(claim(forged, winner) == "claim_token_valid")
+            // A token issued before schema version 6 (the MAC alone, its hash in claim_tokens) still claims.
+            let unclaimed = try #require(
+                try h.db.connection.queryRow(
+                    "SELECT customer_id FROM coupond.send_recipients WHERE send_id = \(send) AND claimed_at IS NULL LIMIT 1"
+                )?.decode("customer_id", as: Int64.self)
+            )
+            let legacy = String(issuer.token(sendID: send, customerID: unclaimed).split(separator: ".").last!)
+            try h.db.connection.execute(
+                """
+                INSERT INTO coupond.claim_tokens (token_hash, send_id, customer_id)
+                VALUES (sha256(convert_to(\(legacy), 'UTF8')), \(send), \(unclaimed))
+                """
+            )
+            #expect(claim(legacy, unclaimed) == "claimed")
             try h.db.connection.execute("UPDATE coupond.coupons SET status = 'deleted' WHERE id = \(coupon)")
             let loser = try #require(ids.first { $0 != winner })
             #expect(claim(issuer.token(sendID: send, customerID: loser), loser) == "claim_coupon_valid")

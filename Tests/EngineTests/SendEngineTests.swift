@@ -44,7 +44,7 @@ import Testing
 
             // Tokens are stored only as hashes, one per customer.
             let hashes = try h.db.connection.queryRow(
-                "SELECT count(DISTINCT token_hash) AS n FROM coupond.claim_tokens WHERE send_id = \(send)"
+                "SELECT count(DISTINCT token_hash) AS n FROM coupond.send_recipients WHERE send_id = \(send)"
             )
             #expect(try hashes?.decode("n", as: Int.self) == 40)
             #expect(daemon.terminate() == 0)

@@ -50,17 +50,13 @@ import Testing
         try TestDatabase.with { db in
             let (store, send) = try Self.startedSend(db, members: 2000)
             let recipients = try store.pendingRecipients(sendID: send, after: 0, limit: 2000)
-            try store.storeTokenHashes(
-                sendID: send,
-                customerIDs: recipients.map(\.customerID),
-                hexHashes: recipients.map { String(format: "%064x", $0.customerID) }
-            )
             for page in stride(from: 0, to: recipients.count, by: 500) {
                 let outcomes = recipients[page..<page + 500].map { recipient in
                     var outcome = RecipientOutcome(customerID: recipient.customerID)
                     outcome.emailStatus = .sent
                     outcome.emailMessageID = "msg-\(recipient.customerID)"
                     outcome.emailAttempts = 1
+                    outcome.tokenHashHex = String(format: "%064x", recipient.customerID)
                     return outcome
                 }
                 #expect(try store.record(sendID: send, outcomes: Array(outcomes)).sent == 500)
