@@ -40,6 +40,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
+        Self.boundMallocGrowth()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let toJournal = JournalLogHandler.standardErrorIsJournal()
         LoggingSystem.bootstrap { label in
@@ -55,6 +56,19 @@ struct RunCommand: ParsableCommand {
             let daemon = try Daemon(configuration: configuration, databaseURL: global.databaseURL, logger: logger)
             try daemon.run(notifier: notifier)
         }
+    }
+
+    /// Keeps the daemon's memory flat however long a send runs. glibc gives each thread that allocates at the same
+    /// time its own arena (the preparation pool, the feeder, the worker and the libcurl driver all do), and raises
+    /// its mmap threshold after large blocks are freed, so that batch request bodies of hundreds of kilobytes end up
+    /// in those arenas; both let peak memory creep up over a long send (55 MiB at 100,000 customers, up to 63 MiB at
+    /// 1,000,000). Two arenas and a fixed threshold keep it at 54–55 MiB at both sizes, at no measurable cost in
+    /// speed. An operator's MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_ still wins.
+    static func boundMallocGrowth() {
+        let environment = ProcessInfo.processInfo.environment
+        // <malloc.h>: M_ARENA_MAX is -8, M_MMAP_THRESHOLD is -3.
+        if environment["MALLOC_ARENA_MAX"] == nil { _ = glibcMallopt(-8, 2) }
+        if environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = glibcMallopt(-3, 128 * 1024) }
     }
 }
 
@@ -304,3 +318,7 @@ struct Daemon {
         }
     }
 }
+
+/// glibc's `mallopt(3)`, which Swift's Glibc module does not export (it lives in `<malloc.h>`).
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
