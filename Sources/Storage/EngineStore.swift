@@ -264,8 +264,11 @@ public struct EngineStore {
                 )
                 return .failed(reason: reason)
             }
-            try connection.execute(
+            // The counts come from the rows as they are written: reading a million of them again took a tenth of
+            // the time before the first message.
+            let counts = try connection.queryRow(
                 """
+                WITH written AS (
                 INSERT INTO coupond.send_recipients
                     (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error)
                 SELECT \(send.id), c.id, c.name, c.email, c.mobile,
@@ -283,14 +286,12 @@ public struct EngineStore {
                          WHEN NOT c.sms_consent THEN 'no_consent' END
                 FROM coupond.group_members m JOIN coupond.customers c ON c.id = m.customer_id
                 WHERE m.group_id = \(send.groupID) AND m.removed_at IS NULL
-                """
-            )
-            let counts = try connection.queryRow(
-                """
+                RETURNING email_status, sms_status
+                )
                 SELECT count(*) AS recipients,
                        count(*) FILTER (WHERE coalesce(email_status, 'failed') = 'failed'
                                           AND coalesce(sms_status, 'failed') = 'failed') AS failed
-                FROM coupond.send_recipients WHERE send_id = \(send.id)
+                FROM written
                 """
             )
             let recipients: Int = try counts?.decode("recipients") ?? 0
