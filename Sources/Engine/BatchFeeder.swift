@@ -6,10 +6,10 @@ import Synchronization
 
 /// The page and prepare stages of a send, on a thread and a database connection of their own.
 ///
-/// It reads the next page of pending recipients and issues their claim links and messages while the worker sends and
-/// records the batches before them: the worker's database round trips and the preparation no longer wait for each
-/// other. At most `capacity` prepared batches wait for the worker, which bounds memory. (The feeder writes nothing:
-/// claim-token hashes go to the database with the outcomes.)
+/// It writes the next part of the recipient list (or, after a restart, reads the next page of recipients still
+/// pending) and issues their claim links and messages while the worker sends and records the batches before them:
+/// the worker's database round trips and the preparation no longer wait for each other. At most `capacity` prepared
+/// batches wait for the worker, which bounds memory. Claim-token hashes go to the database with the outcomes.
 ///
 /// ### Threading
 /// ``start()`` starts the thread; ``stop()`` cancels it and waits until it has closed its connection.
@@ -27,7 +27,9 @@ final class BatchFeeder: Sendable {
         var cancelled = false
     }
 
-    private let sendID: Int64
+    private let send: ClaimedSend
+    /// The instance holding the send's lease, which writing the recipient list checks.
+    private let owner: String
     private let batchSize: Int
     private let preparation: BatchPreparation
     private let connect: @Sendable () throws -> PostgresConnection
@@ -39,13 +41,15 @@ final class BatchFeeder: Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     init(
-        sendID: Int64,
+        send: ClaimedSend,
+        owner: String,
         batchSize: Int,
         capacity: Int = 2,
         preparation: BatchPreparation,
         connect: @escaping @Sendable () throws -> PostgresConnection
     ) {
-        self.sendID = sendID
+        self.send = send
+        self.owner = owner
         self.batchSize = batchSize
         self.preparation = preparation
         self.connect = connect
@@ -57,7 +61,7 @@ final class BatchFeeder: Sendable {
             produce()
             finished.signal()
         }
-        thread.name = "send-\(sendID)-feeder"
+        thread.name = "send-\(send.id)-feeder"
         thread.start()
     }
 
@@ -93,22 +97,53 @@ final class BatchFeeder: Sendable {
             return
         }
         defer { connection.close() }
-        let store = EngineStore(connection: connection, owner: "", leaseSeconds: 0)
-        var cursor: Int64 = 0
+        let store = RecipientStore(connection: connection, owner: owner)
         do {
+            // Rows written before a restart come first, then the rest of the list as it is written.
+            var writtenUpTo = try store.writtenUpTo(sendID: send.id)
+            var cursor = RecipientStore.beforeEveryCustomer
+            if writtenUpTo != RecipientStore.beforeEveryCustomer {
+                // The rows came from another worker's start: fresh statistics keep the pages on the primary key.
+                try store.analyzeRecipients()
+            }
             while true {
                 space.wait()
                 if isCancelled { return }
-                let page = try store.pendingRecipients(sendID: sendID, after: cursor, limit: batchSize)
-                guard let last = page.last else {
+                let page = try nextPage(store, cursor: &cursor, writtenUpTo: &writtenUpTo)
+                guard let page else {
                     hand(.end)
                     return
                 }
-                cursor = last.customerID
                 hand(.batch(preparation.prepare(page)))
             }
         } catch {
             hand(.failure(error))
+        }
+    }
+
+    /// The next non-empty page of pending recipients, or `nil` when the list is written and finished.
+    private func nextPage(
+        _ store: RecipientStore,
+        cursor: inout Int64,
+        writtenUpTo: inout Int64?
+    ) throws -> [PendingRecipient]? {
+        while true {
+            if writtenUpTo.map({ cursor < $0 }) ?? true {
+                let page = try store.pendingRecipients(sendID: send.id, after: cursor, limit: batchSize)
+                if let last = page.last {
+                    cursor = last.customerID
+                    return page
+                }
+                guard let upTo = writtenUpTo else { return nil }
+                cursor = upTo
+            }
+            guard let upTo = writtenUpTo else { return nil }
+            let written = try store.writeRecipients(of: send, after: upTo, limit: batchSize)
+            writtenUpTo = written.writtenUpTo
+            cursor = written.writtenUpTo ?? written.pending.last?.customerID ?? cursor
+            // A part whose members are all unreachable has nothing to send: write the next one.
+            if !written.pending.isEmpty { return written.pending }
+            if writtenUpTo == nil { return nil }
         }
     }
 }

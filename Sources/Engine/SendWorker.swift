@@ -103,12 +103,8 @@ final class SendWorker: Sendable {
         case .failed(let reason):
             logger.notice("send failed at its hour", metadata: ["failure.reason": "\(reason)"])
             return .failed
-        case .sending(let recipients, let failedAtOnce):
-            try store.analyzeRecipients()
-            logger.notice(
-                "send started",
-                metadata: ["recipients": "\(recipients)", "unreachable": "\(failedAtOnce)"]
-            )
+        case .sending(let recipients):
+            logger.notice("send started", metadata: ["recipients": "\(recipients)"])
             return .sending
         }
     }
@@ -157,7 +153,8 @@ final class SendWorker: Sendable {
         defer { engine.progress.end(sendID: send.id) }
         var lastProgressLog = Date()
         let feeder = BatchFeeder(
-            sendID: send.id,
+            send: send,
+            owner: settings.instanceName,
             batchSize: settings.batchSize,
             preparation: preparation,
             connect: dependencies.connect

@@ -17,20 +17,10 @@ public struct ClaimedSend: Sendable {
 
 /// How the start of a send went (rule 4).
 public enum StartOutcome: Sendable, Equatable {
-    /// Recipients are written; `recipients` members, of whom `failedAtOnce` cannot be reached on any channel.
-    case sending(recipients: Int, failedAtOnce: Int)
+    /// The send is going out to the group's `recipients` members.
+    case sending(recipients: Int)
     /// The whole send failed with this reason (`invalid_coupon`, `coupon_inapplicable`, `insufficient_coupons`).
     case failed(reason: String)
-}
-
-/// One recipient still to be sent to.
-public struct PendingRecipient: Sendable {
-    public var customerID: Int64
-    public var name: String?
-    public var email: String?
-    public var mobile: String?
-    public var emailPending: Bool
-    public var smsPending: Bool
 }
 
 /// The outcome of one recipient's channels in one batch; `nil` status leaves the channel as it is.
@@ -231,10 +221,9 @@ public struct EngineStore {
 
     // MARK: - Starting (rule 4, rule 5)
 
-    /// Checks the coupon again and, if it still fits, writes one recipient row per current group member.
-    ///
-    /// Members without an address, with an invalid number or without consent are recorded as failed on that
-    /// channel at once. Everything happens in one transaction.
+    /// Checks the coupon again and, if it still fits, moves the send to `sending` with its member count as the
+    /// number of recipients. The recipients themselves are written part by part as the send goes
+    /// (``RecipientStore/writeRecipients(of:after:limit:)``), so the first messages leave at once.
     public func start(_ send: ClaimedSend) throws -> StartOutcome {
         try connection.transaction {
             try renewLease(sendID: send.id)
@@ -245,7 +234,7 @@ public struct EngineStore {
                     WHERE group_id = \(send.groupID) AND removed_at IS NULL
                     """
                 )?.decode("members") ?? 0
-            // The share lock keeps the coupon's limits as checked until the recipients are written.
+            // The share lock keeps the coupon's limits as checked until the send has moved on.
             let coupon = try connection.queryRow(
                 """
                 SELECT c.status, c.kind, c.target, c.ends_at, c.receive_limit, c.claimed_count,
@@ -264,45 +253,15 @@ public struct EngineStore {
                 )
                 return .failed(reason: reason)
             }
-            // The counts come from the rows as they are written: reading a million of them again took a tenth of
-            // the time before the first message.
-            let counts = try connection.queryRow(
-                """
-                WITH written AS (
-                INSERT INTO coupond.send_recipients
-                    (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error)
-                SELECT \(send.id), c.id, c.name, c.email, c.mobile,
-                    CASE WHEN NOT \(send.email) THEN NULL
-                         WHEN coalesce(c.email, '') = '' OR NOT c.email_consent THEN 'failed' ELSE 'pending' END,
-                    CASE WHEN NOT \(send.email) THEN NULL
-                         WHEN coalesce(c.email, '') = '' THEN 'no_email_address'
-                         WHEN NOT c.email_consent THEN 'no_consent' END,
-                    CASE WHEN NOT \(send.sms) THEN NULL
-                         WHEN coalesce(c.mobile, '') = '' OR c.mobile !~ '^\\+[1-9][0-9]{6,14}$' OR NOT c.sms_consent
-                         THEN 'failed' ELSE 'pending' END,
-                    CASE WHEN NOT \(send.sms) THEN NULL
-                         WHEN coalesce(c.mobile, '') = '' THEN 'no_mobile_number'
-                         WHEN c.mobile !~ '^\\+[1-9][0-9]{6,14}$' THEN 'invalid_mobile_number'
-                         WHEN NOT c.sms_consent THEN 'no_consent' END
-                FROM coupond.group_members m JOIN coupond.customers c ON c.id = m.customer_id
-                WHERE m.group_id = \(send.groupID) AND m.removed_at IS NULL
-                RETURNING email_status, sms_status
-                )
-                SELECT count(*) AS recipients,
-                       count(*) FILTER (WHERE coalesce(email_status, 'failed') = 'failed'
-                                          AND coalesce(sms_status, 'failed') = 'failed') AS failed
-                FROM written
-                """
-            )
-            let recipients: Int = try counts?.decode("recipients") ?? 0
-            let failed: Int = try counts?.decode("failed") ?? 0
             try connection.execute(
                 """
-                UPDATE coupond.sends SET status = 'sending', recipient_count = \(recipients), failed_count = \(failed)
+                UPDATE coupond.sends
+                SET status = 'sending', recipient_count = \(members), failed_count = 0,
+                    recipients_after = \(RecipientStore.beforeEveryCustomer)
                 WHERE id = \(send.id)
                 """
             )
-            return .sending(recipients: recipients, failedAtOnce: failed)
+            return .sending(recipients: members)
         }
     }
 
@@ -363,46 +322,6 @@ public struct EngineStore {
         )
     }
 
-    /// The next recipients with a pending channel after `customerID`, in customer order: a keyset page read along
-    /// the primary key, which stops after `limit` rows (``pendingRecipientsPlan(sendID:after:limit:)`` shows it).
-    public func pendingRecipients(sendID: Int64, after customerID: Int64, limit: Int) throws -> [PendingRecipient] {
-        try connection.query(Self.pendingRecipientsQuery(sendID: sendID, after: customerID, limit: limit)).map { row in
-            PendingRecipient(
-                customerID: try row.decode("customer_id"),
-                name: try row.decode("name", as: String?.self),
-                email: try row.decode("email", as: String?.self),
-                mobile: try row.decode("mobile", as: String?.self),
-                emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
-                smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false
-            )
-        }
-    }
-
-    /// PostgreSQL's plan for ``pendingRecipients(sendID:after:limit:)``, as `EXPLAIN` prints it.
-    public func pendingRecipientsPlan(sendID: Int64, after customerID: Int64, limit: Int) throws -> String {
-        let query = Self.pendingRecipientsQuery(sendID: sendID, after: customerID, limit: limit)
-        return try connection.query("EXPLAIN \(subquery: query)").compactMap { $0["QUERY PLAN"] }
-            .joined(separator: "\n")
-    }
-
-    static func pendingRecipientsQuery(sendID: Int64, after customerID: Int64, limit: Int) -> PostgresQuery {
-        """
-        SELECT customer_id, name, email, mobile,
-               email_status = 'pending' AS email_pending, sms_status = 'pending' AS sms_pending
-        FROM coupond.send_recipients
-        WHERE send_id = \(sendID) AND customer_id > \(customerID)
-          AND (email_status = 'pending' OR sms_status = 'pending')
-        ORDER BY send_id, customer_id
-        LIMIT \(limit)
-        """
-    }
-
-    /// Refreshes the planner's statistics of the recipients after a send wrote its rows, so that pages are read along
-    /// the primary key rather than by sorting every remaining row of the send.
-    public func analyzeRecipients() throws {
-        try connection.execute("ANALYZE coupond.send_recipients")
-    }
-
     /// Records a batch's outcomes and adds the finished customers to the send's counts, in one transaction that
     /// also renews the lease.
     ///
@@ -410,7 +329,11 @@ public struct EngineStore {
     /// - Throws: ``LeaseLost`` (nothing is written then).
     @discardableResult
     public func record(sendID: Int64, outcomes: [RecipientOutcome]) throws -> (sent: Int, failed: Int) {
-        guard !outcomes.isEmpty else { return (0, 0) }
+        guard let first = outcomes.first?.customerID else { return (0, 0) }
+        // A batch is a run of customers in order: bounding the rows by its first and last id keeps the update to
+        // them whatever the planner believes of a list it has never seen analysed (it is written as the send goes,
+        // and a plan for a few hundred rows scanned the whole send when it had grown to a million).
+        let (lowest, highest) = outcomes.reduce((first, first)) { (min($0.0, $1.customerID), max($0.1, $1.customerID)) }
         return try connection.transaction {
             let finals = try connection.query(
                 """
@@ -437,6 +360,7 @@ public struct EngineStore {
                 ) AS v(customer_id, email_status, email_error, email_message_id, email_attempts,
                        sms_status, sms_error, sms_message_id, sms_attempts, sms_segments, sms_cost, token_hash)
                 WHERE r.send_id = \(sendID) AND r.customer_id = v.customer_id
+                  AND r.customer_id BETWEEN \(lowest) AND \(highest)
                   AND (r.email_status = 'pending' OR r.sms_status = 'pending')
                 RETURNING r.email_status, r.sms_status, v.sms_segments, v.sms_cost
                 """
@@ -472,8 +396,9 @@ public struct EngineStore {
     public func finish(sendID: Int64) throws -> Bool {
         try connection.execute(
             """
-            UPDATE coupond.sends SET status = 'done', notice_status = 'pending'
-            WHERE id = \(sendID) AND lease_owner = \(owner) AND status = 'sending'
+            UPDATE coupond.sends
+            SET status = 'done', notice_status = 'pending', recipient_count = sent_count + failed_count
+            WHERE id = \(sendID) AND lease_owner = \(owner) AND status = 'sending' AND recipients_after IS NULL
               AND NOT EXISTS (
                   SELECT 1 FROM coupond.send_recipients
                   WHERE send_id = \(sendID) AND (email_status = 'pending' OR sms_status = 'pending'))

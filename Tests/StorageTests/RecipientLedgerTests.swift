@@ -4,10 +4,15 @@ import Storage
 import TestSupport
 import Testing
 
-/// How the engine reads and writes a large send's recipients: pages along an index, outcomes without index writes.
+/// How the engine writes and reads a large send's recipients: the list part by part, pages along an index, outcomes
+/// without index writes.
 @Suite struct RecipientLedgerTests {
-    /// A send of `members` customers, started: its recipients written and its planner statistics fresh.
-    static func startedSend(_ db: TestDatabase, members: Int, email: Bool = true) throws -> (EngineStore, Int64) {
+    /// A send of `members` customers, started, not a recipient written yet.
+    static func claimedAndStarted(
+        _ db: TestDatabase,
+        members: Int,
+        email: Bool = true
+    ) throws -> (EngineStore, RecipientStore, ClaimedSend) {
         let fixtures = Fixtures(db.connection)
         try fixtures.setClock(utc(2026, 12, 1, 10))
         let shop = try fixtures.shop()
@@ -28,14 +33,103 @@ import Testing
         try fixtures.setClock(utc(2026, 12, 1, 13))
         let store = EngineStore(connection: db.connection, owner: "ledger-test", leaseSeconds: 30)
         let claimed = try #require(try store.claim(sendID: send.sendID))
-        _ = try store.start(claimed)
-        try store.analyzeRecipients()
-        return (store, send.sendID)
+        #expect(try store.start(claimed) == .sending(recipients: members))
+        return (store, RecipientStore(connection: db.connection, owner: "ledger-test"), claimed)
+    }
+
+    /// A send of `members` customers, started: its recipients written and its planner statistics fresh.
+    static func startedSend(
+        _ db: TestDatabase,
+        members: Int,
+        email: Bool = true
+    ) throws -> (EngineStore, RecipientStore, Int64) {
+        let (engine, recipients, send) = try claimedAndStarted(db, members: members, email: email)
+        var after: Int64? = RecipientStore.beforeEveryCustomer
+        while let from = after {
+            after = try recipients.writeRecipients(of: send, after: from, limit: 1000).writtenUpTo
+        }
+        try recipients.analyzeRecipients()
+        return (engine, recipients, send.id)
+    }
+
+    @Test func theListIsWrittenPartByPartInCustomerOrderUntilItIsComplete() throws {
+        try TestDatabase.with { db in
+            let (_, recipients, send) = try Self.claimedAndStarted(db, members: 1000)
+            #expect(try recipients.writtenUpTo(sendID: send.id) == RecipientStore.beforeEveryCustomer)
+            var parts: [[Int64]] = []
+            var after: Int64? = RecipientStore.beforeEveryCustomer
+            while let from = after {
+                let written = try recipients.writeRecipients(of: send, after: from, limit: 300)
+                parts.append(written.pending.map(\.customerID))
+                after = written.writtenUpTo
+                #expect(try recipients.writtenUpTo(sendID: send.id) == after)
+            }
+            #expect(parts.map(\.count) == [300, 300, 300, 100])
+            let ids = parts.flatMap { $0 }
+            #expect(ids == ids.sorted() && Set(ids).count == 1000)
+            let members: [Int64] = try db.connection.query(
+                "SELECT customer_id FROM coupond.group_members WHERE group_id = \(send.groupID) ORDER BY customer_id"
+            ).map { try $0.decode("customer_id") }
+            #expect(ids == members)
+        }
+    }
+
+    @Test func unreachableMembersAreFailedAsTheirPartIsWrittenAndNotHandedOut() throws {
+        try TestDatabase.with { db in
+            let (_, recipients, send) = try Self.claimedAndStarted(db, members: 10)
+            try db.connection.execute(
+                """
+                UPDATE coupond.customers SET email = NULL
+                WHERE id IN (SELECT customer_id FROM coupond.group_members WHERE group_id = \(send.groupID)
+                             ORDER BY customer_id LIMIT 3)
+                """
+            )
+            let written = try recipients.writeRecipients(of: send, after: RecipientStore.beforeEveryCustomer, limit: 20)
+            #expect(written.pending.count == 7)
+            #expect(written.writtenUpTo == nil)
+            let row = try db.connection.queryRow("SELECT failed_count FROM coupond.sends WHERE id = \(send.id)")
+            #expect(try row?.decode("failed_count", as: Int.self) == 3)
+            let reasons = try db.connection.query(
+                "SELECT email_error FROM coupond.send_recipients WHERE send_id = \(send.id) AND email_status = 'failed'"
+            ).map { $0["email_error"] }
+            #expect(reasons == ["no_email_address", "no_email_address", "no_email_address"])
+        }
+    }
+
+    @Test func anInstanceWithoutTheLeaseWritesNoRecipient() throws {
+        try TestDatabase.with { db in
+            let (_, _, send) = try Self.claimedAndStarted(db, members: 10)
+            let other = RecipientStore(connection: db.connection, owner: "another-instance")
+            #expect(throws: LeaseLost.self) {
+                try other.writeRecipients(of: send, after: RecipientStore.beforeEveryCustomer, limit: 20)
+            }
+            let rows: Int? = try db.connection.queryRow(
+                "SELECT count(*) AS n FROM coupond.send_recipients WHERE send_id = \(send.id)"
+            )?.decode("n")
+            #expect(rows == 0)
+        }
+    }
+
+    @Test func aSendIsNotDoneWhileItsListIsUnwritten() throws {
+        try TestDatabase.with { db in
+            let (engine, recipients, send) = try Self.claimedAndStarted(db, members: 10)
+            #expect(try engine.finish(sendID: send.id) == false)
+            let written = try recipients.writeRecipients(of: send, after: RecipientStore.beforeEveryCustomer, limit: 20)
+            let outcomes = written.pending.map { recipient in
+                var outcome = RecipientOutcome(customerID: recipient.customerID)
+                outcome.emailStatus = .sent
+                return outcome
+            }
+            try engine.record(sendID: send.id, outcomes: outcomes)
+            #expect(try engine.finish(sendID: send.id) == true)
+            let row = try db.connection.queryRow("SELECT recipient_count FROM coupond.sends WHERE id = \(send.id)")
+            #expect(try row?.decode("recipient_count", as: Int.self) == 10)
+        }
     }
 
     @Test func pendingPagesAreReadAlongThePrimaryKeyWithoutSortingTheRest() throws {
         try TestDatabase.with { db in
-            let (store, send) = try Self.startedSend(db, members: 5000)
+            let (_, store, send) = try Self.startedSend(db, members: 5000)
             let plan = try store.pendingRecipientsPlan(sendID: send, after: 2500, limit: 500)
             #expect(plan.contains("Index Scan using send_recipients_pkey"), "\(plan)")
             #expect(!plan.contains("Sort"), "\(plan)")
@@ -48,8 +142,8 @@ import Testing
 
     @Test func recordingOutcomesIsAHotUpdateThatWritesNoIndex() throws {
         try TestDatabase.with { db in
-            let (store, send) = try Self.startedSend(db, members: 2000)
-            let recipients = try store.pendingRecipients(sendID: send, after: 0, limit: 2000)
+            let (store, ledger, send) = try Self.startedSend(db, members: 2000)
+            let recipients = try ledger.pendingRecipients(sendID: send, after: 0, limit: 2000)
             for page in stride(from: 0, to: recipients.count, by: 500) {
                 let outcomes = recipients[page..<page + 500].map { recipient in
                     var outcome = RecipientOutcome(customerID: recipient.customerID)
@@ -81,7 +175,7 @@ import Testing
 
     @Test func aStartedSendCannotBeDeletedFromUnderItsRecipients() throws {
         try TestDatabase.with { db in
-            let (_, send) = try Self.startedSend(db, members: 3)
+            let (_, _, send) = try Self.startedSend(db, members: 3)
             let error = #expect(throws: PostgresError.self) {
                 try db.connection.execute("DELETE FROM coupond.sends WHERE id = \(send)")
             }

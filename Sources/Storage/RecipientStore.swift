@@ -1,0 +1,159 @@
+public import Postgres
+
+/// One recipient still to be sent to.
+public struct PendingRecipient: Sendable {
+    public var customerID: Int64
+    public var name: String?
+    public var email: String?
+    public var mobile: String?
+    public var emailPending: Bool
+    public var smsPending: Bool
+}
+
+/// A send's recipient list: written part by part while the send goes, and read back after a restart.
+///
+/// The list is the group's members in customer order. ``writeRecipients(of:after:limit:)`` writes the next part
+/// and hands its reachable customers to the engine as a batch, so a send of a million customers starts at once
+/// instead of after seconds of writing; `sends.recipients_after` says how far the list is written. After a
+/// restart, ``pendingRecipients(sendID:after:limit:)`` reads the rows written but not finished.
+public struct RecipientStore {
+    public let connection: PostgresConnection
+    /// The instance whose lease a write checks.
+    public let owner: String
+
+    /// `recipients_after` of a started send that has written nobody yet: before every customer id.
+    public static let beforeEveryCustomer = Int64.min
+
+    public init(connection: PostgresConnection, owner: String) {
+        self.connection = connection
+        self.owner = owner
+    }
+
+    /// How far the list of a send is written: the last customer id written, or `nil` when it is complete.
+    public func writtenUpTo(sendID: Int64) throws -> Int64? {
+        try connection.queryRow("SELECT recipients_after FROM coupond.sends WHERE id = \(sendID)")?
+            .decode("recipients_after", as: Int64?.self)
+    }
+
+    /// Writes the next `limit` current members after customer `after` as recipients (rule 5), with the channels
+    /// they cannot be reached on failed at once (no address, a number that is not E.164, no consent), adds those to
+    /// the send's failed count, and moves `recipients_after` on, in one statement.
+    ///
+    /// - Returns: the written customers with a channel to send, and the new `recipients_after` (`nil` when the
+    ///   list is complete).
+    /// - Throws: ``LeaseLost`` when the send is no longer this instance's, or the list moved on meanwhile.
+    public func writeRecipients(
+        of send: ClaimedSend,
+        after customerID: Int64,
+        limit: Int
+    ) throws -> (pending: [PendingRecipient], writtenUpTo: Int64?) {
+        try connection.transaction {
+            let rows = try connection.query(
+                """
+                WITH written AS (
+                    INSERT INTO coupond.send_recipients
+                        (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error)
+                    SELECT \(send.id), c.id, c.name, c.email, c.mobile,
+                        CASE WHEN NOT \(send.email) THEN NULL
+                             WHEN coalesce(c.email, '') = '' OR NOT c.email_consent THEN 'failed' ELSE 'pending' END,
+                        CASE WHEN NOT \(send.email) THEN NULL
+                             WHEN coalesce(c.email, '') = '' THEN 'no_email_address'
+                             WHEN NOT c.email_consent THEN 'no_consent' END,
+                        CASE WHEN NOT \(send.sms) THEN NULL
+                             WHEN coalesce(c.mobile, '') = '' OR c.mobile !~ '^\\+[1-9][0-9]{6,14}$'
+                                  OR NOT c.sms_consent THEN 'failed'
+                             ELSE 'pending' END,
+                        CASE WHEN NOT \(send.sms) THEN NULL
+                             WHEN coalesce(c.mobile, '') = '' THEN 'no_mobile_number'
+                             WHEN c.mobile !~ '^\\+[1-9][0-9]{6,14}$' THEN 'invalid_mobile_number'
+                             WHEN NOT c.sms_consent THEN 'no_consent' END
+                    -- The part's members first, along the group's index, then their customer rows one by one:
+                    -- joined the other way round, each part read the customers from the first id on.
+                    FROM (
+                        SELECT customer_id FROM coupond.group_members
+                        WHERE group_id = \(send.groupID) AND removed_at IS NULL AND customer_id > \(customerID)
+                        ORDER BY customer_id
+                        LIMIT \(limit)
+                    ) AS m
+                    JOIN coupond.customers c ON c.id = m.customer_id AND c.id > \(customerID)
+                    RETURNING customer_id, name, email, mobile, email_status, sms_status
+                ),
+                moved AS (
+                    UPDATE coupond.sends SET
+                        recipients_after = CASE WHEN (SELECT count(*) FROM written) < \(limit) THEN NULL
+                                                ELSE (SELECT max(customer_id) FROM written) END,
+                        failed_count = failed_count + (
+                            SELECT count(*) FROM written
+                            WHERE coalesce(email_status, 'failed') = 'failed' AND coalesce(sms_status, 'failed') = 'failed')
+                    WHERE id = \(send.id) AND lease_owner = \(owner) AND recipients_after = \(customerID)
+                    RETURNING recipients_after
+                )
+                SELECT w.customer_id, w.name, w.email, w.mobile,
+                       w.email_status = 'pending' AS email_pending, w.sms_status = 'pending' AS sms_pending,
+                       m.recipients_after, (SELECT count(*) FROM moved) AS moved
+                FROM (SELECT 1) AS one
+                LEFT JOIN written w ON true
+                LEFT JOIN moved m ON true
+                ORDER BY w.customer_id
+                """
+            )
+            guard let first = rows.first, try first.decode("moved", as: Int.self) == 1 else {
+                throw LeaseLost(sendID: send.id)
+            }
+            let upTo = try first.decode("recipients_after", as: Int64?.self)
+            let pending = try rows.compactMap { row -> PendingRecipient? in
+                guard let id = try row.decode("customer_id", as: Int64?.self) else { return nil }
+                let recipient = PendingRecipient(
+                    customerID: id,
+                    name: try row.decode("name", as: String?.self),
+                    email: try row.decode("email", as: String?.self),
+                    mobile: try row.decode("mobile", as: String?.self),
+                    emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
+                    smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false
+                )
+                return recipient.emailPending || recipient.smsPending ? recipient : nil
+            }
+            return (pending, upTo)
+        }
+    }
+
+    /// The next recipients with a pending channel after `customerID`, in customer order: a keyset page read along
+    /// the primary key, which stops after `limit` rows (``pendingRecipientsPlan(sendID:after:limit:)`` shows it).
+    public func pendingRecipients(sendID: Int64, after customerID: Int64, limit: Int) throws -> [PendingRecipient] {
+        try connection.query(Self.pendingRecipientsQuery(sendID: sendID, after: customerID, limit: limit)).map { row in
+            PendingRecipient(
+                customerID: try row.decode("customer_id"),
+                name: try row.decode("name", as: String?.self),
+                email: try row.decode("email", as: String?.self),
+                mobile: try row.decode("mobile", as: String?.self),
+                emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
+                smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false
+            )
+        }
+    }
+
+    /// PostgreSQL's plan for ``pendingRecipients(sendID:after:limit:)``, as `EXPLAIN` prints it.
+    public func pendingRecipientsPlan(sendID: Int64, after customerID: Int64, limit: Int) throws -> String {
+        let query = Self.pendingRecipientsQuery(sendID: sendID, after: customerID, limit: limit)
+        return try connection.query("EXPLAIN \(subquery: query)").compactMap { $0["QUERY PLAN"] }
+            .joined(separator: "\n")
+    }
+
+    static func pendingRecipientsQuery(sendID: Int64, after customerID: Int64, limit: Int) -> PostgresQuery {
+        """
+        SELECT customer_id, name, email, mobile,
+               email_status = 'pending' AS email_pending, sms_status = 'pending' AS sms_pending
+        FROM coupond.send_recipients
+        WHERE send_id = \(sendID) AND customer_id > \(customerID)
+          AND (email_status = 'pending' OR sms_status = 'pending')
+        ORDER BY send_id, customer_id
+        LIMIT \(limit)
+        """
+    }
+
+    /// Refreshes the planner's statistics of the recipients after a send wrote its rows, so that pages are read along
+    /// the primary key rather than by sorting every remaining row of the send.
+    public func analyzeRecipients() throws {
+        try connection.execute("ANALYZE coupond.send_recipients")
+    }
+}
