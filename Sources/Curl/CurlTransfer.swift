@@ -30,6 +30,9 @@ final class CurlHandle {
         var totalTimeout = -1.0
     }
 
+    /// The most body buffer a handle keeps between requests, beyond what the current one needs.
+    static let bodyBytesKept = 64 * 1024
+
     init() {
         guard let raw = curl_easy_init() else { preconditionFailure("curl_easy_init failed: out of memory") }
         self.raw = raw
@@ -87,9 +90,11 @@ final class CurlHandle {
             current.totalTimeout = request.totalTimeout
         }
         if let data = request.body {
-            if data.count > body.count {
+            // A handle that once carried a batch of a thousand emails would otherwise keep its half a megabyte for
+            // good, and with SMS keeping every handle busy, each one in turn carries a batch: 196 MiB of buffers.
+            if data.count > body.count || body.count > max(Self.bodyBytesKept, data.count * 4) {
                 body.deallocate()
-                body = .allocate(byteCount: max(data.count, body.count * 2), alignment: 1)
+                body = .allocate(byteCount: max(data.count, 4096), alignment: 1)
             }
             data.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: body[..<data.count]))
             try set(CURLOPT_POSTFIELDSIZE_LARGE, data.count)
