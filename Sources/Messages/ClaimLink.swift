@@ -59,10 +59,13 @@ public enum ClaimLink {
 
         /// The link for `token`; the same text ``ClaimLink/make(loginURL:token:channel:campaign:)`` gives.
         public func link(token: String) -> String {
+            // Claim tokens (`<send>.<customer>.<mac>`) are all unreserved characters (RFC 3986), which query encoding
+            // leaves as they are; anything else takes the slow path through URLComponents.
             let urlSafe = token.utf8.allSatisfy { byte in
                 switch byte {
                 case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                    UInt8(ascii: "~"):
                     return true
                 default: return false
                 }
