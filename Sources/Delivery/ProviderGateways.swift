@@ -18,13 +18,15 @@ public struct SendGridGateway: Gateway {
             preconditionFailure("SendGridGateway given a non-email message")
         }
         var body = JSONBytes(capacity: 320 + html.utf8.count + text.utf8.count)
+        // The key goes in the personalization's custom_args, which SendGrid's API description types as an object (the
+        // top-level one is a string there). SendGrid does not deduplicate by it: it tags the message for matching.
         body.raw(#"{"personalizations":[{"to":[{"email":"#)
         body.string(message.to)
-        body.raw(#"}]}],"#)
-        appendSharedFields(to: &body, subject: subject, html: html, text: text)
-        body.raw(#","custom_args":{"idempotency_key":"#)
+        body.raw(#"}],"custom_args":{"idempotency_key":"#)
         body.string(message.idempotencyKey)
-        body.raw("}}")
+        body.raw(#"}}],"#)
+        appendSharedFields(to: &body, subject: subject, html: html, text: text)
+        body.raw("}")
         return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
     }
 
@@ -134,7 +136,7 @@ public struct TwilioGateway: Gateway {
         }
         var base = endpoint.url
         while base.hasSuffix("/") { base.removeLast() }
-        let sender = endpoint.from.hasPrefix("MG") ? "MessagingServiceSid" : "From"
+        let sender = Self.isMessagingServiceSID(endpoint.from) ? "MessagingServiceSid" : "From"
         let form = [("To", message.to), (sender, endpoint.from), ("Body", text)]
             .map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }
             .joined(separator: "&")
@@ -167,6 +169,25 @@ public struct TwilioGateway: Gateway {
                 return code == 21211 || code == 21614 ? .invalidMobileNumber : .gatewayRefused
             }
         )
+    }
+
+    /// Whether `text` is an account SID as Twilio's API description defines it: `^AC[0-9a-fA-F]{32}$`.
+    public static func isAccountSID(_ text: String) -> Bool { isSID(text, prefix: "AC") }
+
+    /// Whether a sender is a Messaging Service (`^MG[0-9a-fA-F]{32}$`); anything else, an alphanumeric sender ID
+    /// such as `MGMOutlet` included, goes as `From`.
+    static func isMessagingServiceSID(_ text: String) -> Bool { isSID(text, prefix: "MG") }
+
+    private static func isSID(_ text: String, prefix: String) -> Bool {
+        text.utf8.count == 34 && text.hasPrefix(prefix)
+            && text.utf8.dropFirst(2).allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"),
+                    UInt8(ascii: "A")...UInt8(ascii: "F"):
+                    true
+                default: false
+                }
+            }
     }
 
     /// `application/x-www-form-urlencoded` value: everything but unreserved characters (RFC 3986) percent-encoded.

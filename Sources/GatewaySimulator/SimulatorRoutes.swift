@@ -64,7 +64,8 @@ enum SimulatorRoutes {
             let text = content.first { $0["type"]?.string == "text/plain" }?["value"]?.string ?? ""
             let subject = json?["subject"]?.string
             let requestKey =
-                head.headers.first(name: "Idempotency-Key") ?? json?["custom_args"]?["idempotency_key"]?.string ?? ""
+                head.headers.first(name: "Idempotency-Key")
+                ?? json?["personalizations"]?[0]?["custom_args"]?["idempotency_key"]?.string ?? ""
             let accepted: (String, Int) -> SimulatorReply = { id, _ in
                 .respond(status: .accepted, headers: [("X-Message-Id", id)], body: [])
             }

@@ -199,6 +199,12 @@ struct Daemon {
             guard let sid = gateway.accountSID, !sid.isEmpty else {
                 throw ConfigurationError(setting: "sms.account_sid", reason: "is required with the twilio provider")
             }
+            guard TwilioGateway.isAccountSID(sid) else {
+                throw ConfigurationError(
+                    setting: "sms.account_sid",
+                    reason: "must be AC followed by 32 hexadecimal digits, as Twilio's console shows it"
+                )
+            }
             api = TwilioGateway(endpoint: endpoint, accountSID: sid)
         default:
             let known = channel == "email" ? "webhook or sendgrid" : "webhook or twilio"

@@ -269,6 +269,27 @@ import Testing
         #expect(result.stderr.contains("engine.batch_sise is not a known setting"))
     }
 
+    @Test(arguments: ["ACtest", "AC0123456789abcdef0123456789abcdeg", "MG0123456789abcdef0123456789abcdef"])
+    func aTwilioAccountSIDOutsideTwiliosPatternIsRefusedByName(sid: String) throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("coupond-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Data(repeating: 1, count: 32).write(to: folder.appendingPathComponent("key"))
+        try Data("t".utf8).write(to: folder.appendingPathComponent("token"))
+        let config = """
+            {"sms": {"provider": "twilio", "url": "http://127.0.0.1:1", "from": "+15005550006",
+                     "account_sid": "\(sid)", "credential_file": "\(folder.path)/token"},
+             "links": {"claim_key_file": "\(folder.path)/key"}}
+            """
+        try Data(config.utf8).write(to: folder.appendingPathComponent("c.json"))
+        let result = try runProduct("coupond", ["run", "--config", folder.appendingPathComponent("c.json").path])
+        #expect(result.status == 78)
+        #expect(
+            result.stderr.contains("sms.account_sid must be AC followed by 32 hexadecimal digits"),
+            "\(result.stderr)"
+        )
+    }
+
     @Test func aDatabaseAtAnotherSchemaVersionIsRefused() throws {
         try TestDatabase.with(migrated: false) { db in
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("coupond-\(UUID())")

@@ -9,16 +9,56 @@ import Testing
     let endpoint = GatewayEndpoint(url: "https://api.twilio.com", credential: "auth-token", from: "+15005550006")
 
     @Test func twilioRequestsAreFormEncodedWithBasicAuthAndIdempotencyToken() throws {
-        let gateway = TwilioGateway(endpoint: endpoint, accountSID: "AC123")
+        let gateway = TwilioGateway(endpoint: endpoint, accountSID: "AC0123456789abcdef0123456789abcdef")
         let request = gateway.request(
             for: OutgoingMessage(to: "+4915112345678", content: .sms(text: "Hi & bye"), idempotencyKey: "k-1")
         )
-        #expect(request.url == "https://api.twilio.com/2010-04-01/Accounts/AC123/Messages.json")
+        #expect(
+            request.url == "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json"
+        )
         let body = String(decoding: try #require(request.body), as: UTF8.self)
         #expect(body == "To=%2B4915112345678&From=%2B15005550006&Body=Hi%20%26%20bye")
         let headers = Dictionary(uniqueKeysWithValues: request.headers.map { ($0.name, $0.value) })
-        #expect(headers["Authorization"] == "Basic " + Data("AC123:auth-token".utf8).base64EncodedString())
+        #expect(
+            headers["Authorization"] == "Basic "
+                + Data("AC0123456789abcdef0123456789abcdef:auth-token".utf8).base64EncodedString()
+        )
         #expect(headers["I-Twilio-Idempotency-Token"] == "k-1")
+    }
+
+    @Test(arguments: [
+        ("MGMOutlet", "From=MGMOutlet"), ("MG0123456789abcdef0123456789ABCDEF", "MessagingServiceSid=MG0123456789"),
+        ("+15005550006", "From=%2B15005550006"),
+    ])
+    func onlyAMessagingServiceSIDIsSentAsOne(sender: String, expected: String) throws {
+        let gateway = TwilioGateway(
+            endpoint: GatewayEndpoint(url: "https://api.twilio.com", credential: "t", from: sender),
+            accountSID: "AC0123456789abcdef0123456789abcdef"
+        )
+        let request = gateway.request(
+            for: OutgoingMessage(to: "+4915112345678", content: .sms(text: "Hi"), idempotencyKey: "k")
+        )
+        let body = String(decoding: try #require(request.body), as: UTF8.self)
+        #expect(body.contains(expected), "\(body)")
+    }
+
+    @Test func sendGridCarriesTheKeyInThePersonalizationsCustomArgs() throws {
+        let gateway = SendGridGateway(
+            endpoint: GatewayEndpoint(url: "https://x/v3/mail/send", credential: "k", from: "a@b")
+        )
+        let request = gateway.request(
+            for: OutgoingMessage(
+                to: "ann@mail.example",
+                content: .email(subject: "S", html: "<p>H</p>", text: "T"),
+                idempotencyKey: "k-9"
+            )
+        )
+        let body = try #require(request.body)
+        let json = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        #expect(json["custom_args"] == nil, "SendGrid types the top-level custom_args as a string")
+        let personalization = try #require((json["personalizations"] as? [[String: Any]])?.first)
+        #expect((personalization["custom_args"] as? [String: String])?["idempotency_key"] == "k-9")
+        #expect((personalization["to"] as? [[String: String]])?.first?["email"] == "ann@mail.example")
     }
 
     @Test func jsonBodiesEscapeWhatJSONRequiresAndKeepTheRest() throws {
@@ -49,7 +89,7 @@ import Testing
     }
 
     @Test func twilioVerdicts() {
-        let gateway = TwilioGateway(endpoint: endpoint, accountSID: "AC123")
+        let gateway = TwilioGateway(endpoint: endpoint, accountSID: "AC0123456789abcdef0123456789abcdef")
         let accepted = HTTPResponse(status: 201, headers: [:], body: Data(#"{"sid":"SM1","num_segments":"2"}"#.utf8))
         #expect(gateway.verdict(for: accepted) == .accepted(messageID: "SM1", segments: 2))
         let invalid = HTTPResponse(status: 400, headers: [:], body: Data(#"{"code":21211,"message":"bad"}"#.utf8))

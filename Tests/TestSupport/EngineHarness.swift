@@ -73,7 +73,7 @@ public final class EngineHarness {
                           "shutdown_grace_seconds": 5\(extraEngine) },
               "email": { "provider": "\(emailProvider)", "url": "\(emailURL)", "from": "coupons@shop.example",
                          "credential_file": "\(token)", "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds)\(extraEmail) },
-              "sms": { "provider": "\(smsProvider)", "url": "\(smsURL)", "account_sid": "ACtest",
+              "sms": { "provider": "\(smsProvider)", "url": "\(smsURL)", "account_sid": "AC0123456789abcdef0123456789abcdef",
                        "from": "+15005550006", "credential_file": "\(token)", "price_per_segment": "0.05",
                        "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds) },
               "links": { "public_base_url": "https://coupond.example", "claim_key_file": "\(folder.path)/claim-key",
