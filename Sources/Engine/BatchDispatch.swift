@@ -11,7 +11,7 @@ struct InFlightBatch {
 /// The send stage of a batch: hands its prepared messages to the gateways without waiting, and gathers each
 /// recipient's outcomes in an ``OutcomeCollector``.
 struct BatchDispatch {
-    let sendID: Int64
+    let keys: IdempotencyKeys
     let email: GatewayDispatcher?
     let sms: GatewayDispatcher?
 
@@ -64,7 +64,7 @@ struct BatchDispatch {
                     )
                 }
                 for _ in chunk { collector.expect() }
-                let key = "coupond-\(sendID)-\(first)-\(last)-\(withName ? "n" : "a")-email"
+                let key = keys.batch(firstCustomerID: first, lastCustomerID: last, withName: withName)
                 dispatcher.dispatch(request(chunk, key: key)) { outcome in
                     // A provider refuses a whole request for one bad recipient (SendGrid answers 400 for a malformed
                     // address): each recipient then goes alone, so only the bad one fails.

@@ -52,7 +52,7 @@ struct BatchPreparation: Sendable {
         let token = tokens.token(sendID: sendID, customerID: recipient.customerID)
         let emailLink = recipient.emailPending ? emailLinks?.link(token: token) ?? context.loginURL : ""
         let smsLink = recipient.smsPending ? smsLinks?.link(token: token) ?? context.loginURL : ""
-        let key = "coupond-\(sendID)-\(recipient.customerID)"
+        let keys = IdempotencyKeys(context, sendID: sendID)
         var prepared = PreparedRecipient(
             customerID: recipient.customerID,
             tokenHashHex: ClaimTokenIssuer.hash(token).hexString
@@ -69,7 +69,7 @@ struct BatchPreparation: Sendable {
                 prepared.emailHasName = !(recipient.name ?? "").isEmpty
                 prepared.emailBatch = BatchEmailRecipient(
                     to: address,
-                    idempotencyKey: key + "-email",
+                    idempotencyKey: keys.message(customerID: recipient.customerID, channel: "email"),
                     substitutions: Dictionary(
                         uniqueKeysWithValues: message.substitutions(
                             customerName: recipient.name,
@@ -87,14 +87,18 @@ struct BatchPreparation: Sendable {
                             html: rendered.emailHTML,
                             text: rendered.emailText
                         ),
-                        idempotencyKey: key + "-email"
+                        idempotencyKey: keys.message(customerID: recipient.customerID, channel: "email")
                     )
                 )
             }
         }
         if sendsSMS, let number = recipient.mobile, let gateway = smsGateway, let rendered {
             prepared.sms = gateway.request(
-                for: OutgoingMessage(to: number, content: .sms(text: rendered.smsText), idempotencyKey: key + "-sms")
+                for: OutgoingMessage(
+                    to: number,
+                    content: .sms(text: rendered.smsText),
+                    idempotencyKey: keys.message(customerID: recipient.customerID, channel: "sms")
+                )
             )
             prepared.smsSegments = rendered.smsSegments.count
         }

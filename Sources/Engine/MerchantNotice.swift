@@ -25,7 +25,7 @@ struct MerchantNotice {
         var reportLink: String?
         var reportExpires: String?
         if summary.failedCount > 0, let signer = dependencies.reportLinks, let finished = summary.finishedAt {
-            reportLink = signer.link(sendID: send.id, finishedAt: finished)
+            reportLink = signer.link(sendID: send.id, finishedAt: finished, installation: context.installation)
             reportExpires = BatchPreparation.shopTime(
                 finished.addingTimeInterval(ReportLinkSigner.lifetime),
                 context.timeZone
@@ -51,7 +51,7 @@ struct MerchantNotice {
             OutgoingMessage(
                 to: context.merchantEmail,
                 content: .email(subject: notice.subject, html: notice.html, text: notice.text),
-                idempotencyKey: "coupond-notice-\(send.id)"
+                idempotencyKey: IdempotencyKeys(context, sendID: send.id).notice
             )
         ) { collector.set(0, email: $0) }
         collector.sealed()

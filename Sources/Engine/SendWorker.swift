@@ -112,7 +112,11 @@ final class SendWorker: Sendable {
     /// Sends to every pending recipient, batch by batch. Returns `false` when stopped before the end.
     private func deliver(_ send: ClaimedSend, store: EngineStore, logger: Logger) throws -> Bool {
         let context = try store.context(of: send)
-        let dispatch = BatchDispatch(sendID: send.id, email: dependencies.email, sms: dependencies.sms)
+        let dispatch = BatchDispatch(
+            keys: IdempotencyKeys(context, sendID: send.id),
+            email: dependencies.email,
+            sms: dependencies.sms
+        )
         let preparation = BatchPreparation(
             sendID: send.id,
             context: context,

@@ -3,7 +3,9 @@ public import Foundation
 
 /// Signed, expiring links to a send's failure report (rule 9).
 ///
-/// A link is `<base>/reports/<send>?expires=<unix seconds>&signature=<hex HMAC-SHA256(key, "report:<send>:<expires>")>`.
+/// A link is `<base>/reports/<send>?expires=<unix seconds>&signature=<hex HMAC-SHA256(key, "report:<installation>:<send>:<expires>")>`:
+/// the installation's id (`coupond.installation`) in the signed text keeps another installation's link for the same
+/// send number from opening this one's report, even with a shared key.
 /// Anyone holding the link can download the report until it expires; nobody can make or extend one without the key.
 public struct ReportLinkSigner: Sendable {
     /// How long a report stays downloadable after the send finished.
@@ -40,16 +42,16 @@ public struct ReportLinkSigner: Sendable {
     }
 
     /// The link for a send that finished at `finishedAt`.
-    public func link(sendID: Int64, finishedAt: Date) -> String {
+    public func link(sendID: Int64, finishedAt: Date, installation: String) -> String {
         let expires = Int64((finishedAt.addingTimeInterval(Self.lifetime)).timeIntervalSince1970)
         return
-            "\(baseURL)/reports/\(sendID)?expires=\(expires)&signature=\(signature(sendID: sendID, expires: expires))"
+            "\(baseURL)/reports/\(sendID)?expires=\(expires)&signature=\(signature(installation, sendID, expires))"
     }
 
     /// Checks a link and returns its send id.
     ///
     /// - Throws: ``Refusal``: `.expired` once its time has passed, `.badSignature` when it was altered.
-    public func verify(_ link: String, now: Date = Date()) throws -> Int64 {
+    public func verify(_ link: String, installation: String, now: Date = Date()) throws -> Int64 {
         guard let components = URLComponents(string: link),
             let sendText = components.path.split(separator: "/").last, let sendID = Int64(sendText),
             components.path.hasSuffix("/reports/\(sendID)"),
@@ -57,7 +59,7 @@ public struct ReportLinkSigner: Sendable {
             let expires = Int64(expiresText),
             let signature = components.queryItems?.first(where: { $0.name == "signature" })?.value
         else { throw Refusal.malformed }
-        let expected = self.signature(sendID: sendID, expires: expires)
+        let expected = self.signature(installation, sendID, expires)
         // Compare in constant time so the signature cannot be found byte by byte.
         guard Self.constantTimeEqual(Array(expected.utf8), Array(signature.utf8)) else { throw Refusal.badSignature }
         let expiry = Date(timeIntervalSince1970: TimeInterval(expires))
@@ -65,10 +67,10 @@ public struct ReportLinkSigner: Sendable {
         return sendID
     }
 
-    private func signature(sendID: Int64, expires: Int64) -> String {
+    private func signature(_ installation: String, _ sendID: Int64, _ expires: Int64) -> String {
         Data(
             HMAC<SHA256>.authenticationCode(
-                for: Data("report:\(sendID):\(expires)".utf8),
+                for: Data("report:\(installation):\(sendID):\(expires)".utf8),
                 using: SymmetricKey(data: keyData)
             )
         ).hexString

@@ -57,6 +57,8 @@ public struct SendContext: Sendable {
     public var couponTitle: String
     public var couponDescription: String
     public var couponEndsAt: Date?
+    /// This installation's id (`coupond.installation`), part of every idempotency key.
+    public var installation: String
 }
 
 /// The lease on a send was taken by another instance: stop working on it.
@@ -300,7 +302,8 @@ public struct EngineStore {
             let row = try connection.queryRow(
                 """
                 SELECT sh.name AS shop_name, sh.login_url, sh.merchant_email, sh.time_zone, sh.currency,
-                       g.name AS group_name, c.title, c.description, c.ends_at
+                       g.name AS group_name, c.title, c.description, c.ends_at,
+                       (SELECT id FROM coupond.installation) AS installation
                 FROM coupond.sends s
                 JOIN coupond.shops sh ON sh.id = s.shop_id
                 JOIN coupond.customer_groups g ON g.id = s.group_id
@@ -318,7 +321,8 @@ public struct EngineStore {
             groupName: try row.decode("group_name"),
             couponTitle: try row.decode("title"),
             couponDescription: try row.decode("description"),
-            couponEndsAt: try row.decode("ends_at", as: Date?.self)
+            couponEndsAt: try row.decode("ends_at", as: Date?.self),
+            installation: try row.decode("installation")
         )
     }
 

@@ -30,6 +30,8 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         try reportingFailures {
             let configuration = try global.loadConfiguration()
+            let connection = try global.connect(configuration)
+            defer { connection.close() }
             var id = sendID ?? 0
             if let link {
                 guard let keyFile = configuration.reportKeyFile, let base = configuration.publicBaseURL else {
@@ -43,13 +45,11 @@ struct ReportCommand: ParsableCommand {
                     baseURL: base
                 )
                 do {
-                    id = try signer.verify(link)
+                    id = try signer.verify(link, installation: try Schema.installationID(connection))
                 } catch let refusal as ReportLinkSigner.Refusal {
                     throw CommandFailure(.refused, refusal.description)
                 }
             }
-            let connection = try global.connect(configuration)
-            defer { connection.close() }
             guard let send = try SendStore(connection: connection).send(id: id) else {
                 throw CommandFailure(.notFound, "send \(id) does not exist")
             }

@@ -227,18 +227,27 @@ import Testing
     @Test func reportLinksVerifyUntilTheyExpire() throws {
         let signer = ReportLinkSigner(key: Data(repeating: 3, count: 32), baseURL: "https://coupond.example/")
         let finished = Date(timeIntervalSince1970: 1_800_000_000)
-        let link = signer.link(sendID: 42, finishedAt: finished)
+        let installation = "0123456789abcdef"
+        let link = signer.link(sendID: 42, finishedAt: finished, installation: installation)
         #expect(link.hasPrefix("https://coupond.example/reports/42?expires="))
-        #expect(try signer.verify(link, now: finished.addingTimeInterval(6 * 86400)) == 42)
+        #expect(try signer.verify(link, installation: installation, now: finished.addingTimeInterval(6 * 86400)) == 42)
         #expect(throws: ReportLinkSigner.Refusal.expired(finished.addingTimeInterval(7 * 86400))) {
-            try signer.verify(link, now: finished.addingTimeInterval(7 * 86400 + 1))
+            try signer.verify(link, installation: installation, now: finished.addingTimeInterval(7 * 86400 + 1))
         }
         let forged = link.replacingOccurrences(of: "/reports/42", with: "/reports/43")
-        #expect(throws: ReportLinkSigner.Refusal.badSignature) { try signer.verify(forged, now: finished) }
+        #expect(throws: ReportLinkSigner.Refusal.badSignature) {
+            try signer.verify(forged, installation: installation, now: finished)
+        }
         #expect(throws: ReportLinkSigner.Refusal.malformed) {
-            try signer.verify("https://x/reports/abc", now: finished)
+            try signer.verify("https://x/reports/abc", installation: installation, now: finished)
         }
         let other = ReportLinkSigner(key: Data(repeating: 4, count: 32), baseURL: "https://coupond.example")
-        #expect(throws: ReportLinkSigner.Refusal.badSignature) { try other.verify(link, now: finished) }
+        #expect(throws: ReportLinkSigner.Refusal.badSignature) {
+            try other.verify(link, installation: installation, now: finished)
+        }
+        // The same key and send number in another installation (staging beside production) opens nothing here.
+        #expect(throws: ReportLinkSigner.Refusal.badSignature) {
+            try signer.verify(link, installation: "fedcba9876543210", now: finished)
+        }
     }
 }

@@ -293,7 +293,12 @@ import Testing
             #expect(tampered.status == 65)
             #expect(tampered.stderr.contains("signature does not match"))
             let signer = ReportLinkSigner(key: Data(repeating: 9, count: 32), baseURL: "https://coupond.example")
-            let old = signer.link(sendID: send, finishedAt: Date().addingTimeInterval(-8 * 24 * 3600))
+            let old = signer.link(
+                sendID: send,
+                finishedAt: Date().addingTimeInterval(-8 * 24 * 3600),
+                installation: try #require(try h.db.connection.queryRow("SELECT id FROM coupond.installation"))
+                    .decode("id")
+            )
             let expired = try runProduct(
                 "coupond",
                 ["report", "--link", old, "--config", try h.configuration().path],
@@ -324,6 +329,27 @@ import Testing
             )
             #expect(try attempts?.decode("low", as: Int.self) == 3)
             #expect(try attempts?.decode("high", as: Int.self) == 3)
+        }
+    }
+
+    @Test func everyIdempotencyKeyNamesThisInstallation() throws {
+        try EngineHarness.with { h in
+            let group = try h.fixtures.group(shop: h.shop, members: 5)
+            let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop))
+            let daemon = try h.startDaemon(
+                config: try h.configuration(emailProvider: "webhook", smsProvider: "webhook")
+            )
+            defer { _ = daemon.terminate() }
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(1500))")
+            let installation: String = try #require(
+                try h.db.connection.queryRow("SELECT id FROM coupond.installation")
+            ).decode("id")
+            let keys = try h.messages().compactMap { $0["idempotency_key"] as? String }
+            #expect(keys.count == 11, "5 emails, 5 SMS and the notice")
+            #expect(keys.allSatisfy { $0.hasPrefix("coupond-\(installation)-") }, "\(keys)")
+            #expect(keys.contains("coupond-\(installation)-notice-\(send)"))
+            #expect(keys.filter { $0.hasPrefix("coupond-\(installation)-\(send)-") }.count == 10)
         }
     }
 

@@ -19,6 +19,24 @@ import Testing
         }
     }
 
+    @Test func eachInstallationGetsItsOwnRandomIdOnce() throws {
+        let migrator = try Migrator(directory: repositoryRoot.appendingPathComponent("sql"))
+        var ids: [String] = []
+        for _ in 0..<2 {
+            try TestDatabase.with(migrated: false) { db in
+                try migrator.migrate(on: db.connection, logger: quietLogger)
+                let id = try Schema.installationID(db.connection)
+                #expect(id.count == 16 && id.allSatisfy(\.isHexDigit), "\(id)")
+                ids.append(id)
+                let error = #expect(throws: PostgresError.self) {
+                    try db.connection.execute("INSERT INTO coupond.installation (id) VALUES ('0123456789abcdef')")
+                }
+                #expect(error?.constraint == "installation_pkey")
+            }
+        }
+        #expect(ids[0] != ids[1])
+    }
+
     @Test func aFailingFileLeavesTheDatabaseAsItWasAndNamesTheLine() throws {
         try TestDatabase.with(migrated: false) { db in
             let migrator = try Migrator(migrations: [
