@@ -8,6 +8,9 @@ public enum GatewayVerdict: Sendable, Equatable {
     case refused(FailureReason, detail: String)
     /// Try again, after `after` seconds when the gateway said so (`Retry-After`).
     case retry(after: TimeInterval?, detail: String)
+    /// The gateway asks to slow down (429): try again after `after` seconds, or the backoff, without counting a
+    /// failed attempt.
+    case throttled(after: TimeInterval?, detail: String)
 }
 
 /// One gateway API: how to ask it to deliver a message, and how to read its answer.
@@ -57,7 +60,7 @@ extension GatewayEndpoint {
 }
 
 extension Gateway {
-    /// The common reading of a status: 2xx accepted, 429 and 5xx and 408 retried, other 4xx refused.
+    /// The common reading of a status: 2xx accepted, 429 throttled, 5xx and 408 retried, other 4xx refused.
     func standardVerdict(
         _ response: HTTPResponse,
         accepted: (HTTPResponse) -> GatewayVerdict,
@@ -67,7 +70,7 @@ extension Gateway {
         case 200..<300:
             return accepted(response)
         case 429:
-            return .retry(after: Self.retryAfter(response.headers["retry-after"]), detail: "HTTP 429 from \(name)")
+            return .throttled(after: Self.retryAfter(response.headers["retry-after"]), detail: "HTTP 429 from \(name)")
         case 408, 500..<600:
             return .retry(
                 after: Self.retryAfter(response.headers["retry-after"]),

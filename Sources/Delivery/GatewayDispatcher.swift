@@ -60,12 +60,18 @@ public final class GatewayDispatcher: Sendable {
 
     /// Delivers a request built by ``request(for:)`` (or a batch request), retrying it as the policy allows.
     public func dispatch(_ request: HTTPRequest, completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
-        attempt(1, request: request, notBefore: .now, completion: completion)
+        attempt(1, failures: 0, request: request, since: .now, notBefore: .now, completion: completion)
     }
 
+    /// - Parameters:
+    ///   - number: this attempt, 1-based, every try counted (recorded as the message's attempts).
+    ///   - failures: earlier attempts that count against the cap: not those answered 429 or with `Retry-After`.
+    ///   - since: the first attempt's start, from which the time budget runs.
     private func attempt(
         _ number: Int,
+        failures: Int,
         request: HTTPRequest,
+        since: ContinuousClock.Instant,
         notBefore: ContinuousClock.Instant,
         completion: @escaping @Sendable (DeliveryOutcome) -> Void
     ) {
@@ -85,21 +91,35 @@ public final class GatewayDispatcher: Sendable {
                 completion(.sent(messageID: id, segments: segments, attempts: number))
             case .refused(let reason, let detail):
                 completion(.failed(reason, detail: detail, attempts: number))
-            case .retry(let after, let detail):
-                guard number < retry.maxAttempts else {
-                    logger.debug("giving up on message", metadata: ["attempts": "\(number)", "last": "\(detail)"])
+            case .retry(let after, let detail), .throttled(let after, let detail):
+                // Being told to slow down is not a failure of the message: it waits, but keeps its attempts.
+                var counted = failures
+                if case .retry = verdict, after == nil { counted += 1 }
+                let delay = retry.delay(afterAttempt: number, retryAfter: after)
+                let elapsed = Self.seconds(ContinuousClock.now - since)
+                guard retry.allowsRetry(failures: counted, elapsed: elapsed, delay: delay) else {
+                    logger.debug(
+                        "giving up on message",
+                        metadata: ["attempts": "\(number)", "seconds": "\(Int(elapsed))", "last": "\(detail)"]
+                    )
                     completion(.failed(.retriesExhausted, detail: detail, attempts: number))
                     return
                 }
-                let delay = retry.delay(afterAttempt: number, retryAfter: after)
                 logger.trace("retrying message", metadata: ["attempt": "\(number)", "delay": "\(delay)"])
                 attempt(
                     number + 1,
+                    failures: counted,
                     request: request,
+                    since: since,
                     notBefore: .now.advanced(by: .milliseconds(Int64(delay * 1000))),
                     completion: completion
                 )
             }
         }
+    }
+
+    private static func seconds(_ duration: Duration) -> TimeInterval {
+        let (seconds, attoseconds) = duration.components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     }
 }

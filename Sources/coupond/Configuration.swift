@@ -15,7 +15,10 @@ struct Configuration {
         var ratePerSecond: Double?
         var connectTimeout = 5.0
         var timeout = 10.0
-        var maxAttempts = 5
+        /// A cap on failed attempts per message on top of the time budget; `nil` for none.
+        var maxAttempts: Int?
+        /// How long a message is retried after its first attempt.
+        var retryBudget = 15.0 * 60
         /// Email only: recipients per request for a gateway that takes many (SendGrid: up to 1,000).
         var recipientsPerRequest = 1
     }
@@ -50,11 +53,11 @@ struct Configuration {
         ],
         "email": [
             "provider", "url", "from", "credential_file", "rate_per_second", "connect_timeout_seconds",
-            "timeout_seconds", "max_attempts", "recipients_per_request",
+            "timeout_seconds", "max_attempts", "retry_budget_seconds", "recipients_per_request",
         ],
         "sms": [
             "provider", "url", "from", "account_sid", "credential_file", "rate_per_second",
-            "connect_timeout_seconds", "timeout_seconds", "max_attempts", "price_per_segment",
+            "connect_timeout_seconds", "timeout_seconds", "max_attempts", "retry_budget_seconds", "price_per_segment",
         ],
         "links": ["public_base_url", "claim_key_file", "report_key_file"],
     ]
@@ -103,7 +106,9 @@ struct Configuration {
             gateway.connectTimeout =
                 try settings.number("\(channel).connect_timeout_seconds", positive: true) ?? gateway.connectTimeout
             gateway.timeout = try settings.number("\(channel).timeout_seconds", positive: true) ?? gateway.timeout
-            gateway.maxAttempts = try settings.integer("\(channel).max_attempts") ?? gateway.maxAttempts
+            gateway.maxAttempts = try settings.integer("\(channel).max_attempts")
+            gateway.retryBudget =
+                try settings.number("\(channel).retry_budget_seconds", positive: true) ?? gateway.retryBudget
             if channel == "email" {
                 gateway.recipientsPerRequest =
                     try settings.integer("email.recipients_per_request") ?? gateway.recipientsPerRequest

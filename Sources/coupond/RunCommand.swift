@@ -231,7 +231,7 @@ struct Daemon {
         return GatewayDispatcher(
             gateway: api,
             driver: driver,
-            retry: RetryPolicy(maxAttempts: gateway.maxAttempts),
+            retry: RetryPolicy(maxAttempts: gateway.maxAttempts, budget: gateway.retryBudget),
             ratePerSecond: gateway.ratePerSecond,
             recipientsPerRequest: perRequest,
             logger: logger

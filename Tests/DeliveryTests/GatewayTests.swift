@@ -98,8 +98,8 @@ import Testing
             return
         }
         let busy = HTTPResponse(status: 429, headers: ["retry-after": "3"], body: Data())
-        guard case .retry(after: 3, _) = gateway.verdict(for: busy) else {
-            Issue.record("429 should be retried after Retry-After")
+        guard case .throttled(after: 3, _) = gateway.verdict(for: busy) else {
+            Issue.record("429 should be throttled until Retry-After")
             return
         }
         guard case .retry(after: nil, _) = gateway.verdict(for: HTTPResponse(status: 502, headers: [:], body: Data()))
@@ -182,6 +182,15 @@ import Testing
         }
         #expect(policy.delay(afterAttempt: 1, retryAfter: 7) == 7)
         #expect(policy.delay(afterAttempt: 1, retryAfter: 600) == 60)
+    }
+
+    @Test func aMessageMayBeRetriedWithinItsBudgetAndUnderItsCap() {
+        let budgetOnly = RetryPolicy(budget: 900)
+        #expect(budgetOnly.allowsRetry(failures: 50, elapsed: 600, delay: 10))
+        #expect(!budgetOnly.allowsRetry(failures: 1, elapsed: 895, delay: 10))
+        let capped = RetryPolicy(maxAttempts: 3, budget: 900)
+        #expect(capped.allowsRetry(failures: 2, elapsed: 1, delay: 1))
+        #expect(!capped.allowsRetry(failures: 3, elapsed: 1, delay: 1))
     }
 
     @Test func theRateLimiterSpacesTokens() {

@@ -388,6 +388,47 @@ import Testing
         }
     }
 
+    @Test func slowDownAnswersDoNotUseUpAMessagesAttempts() throws {
+        // More than half of all answers are 429 with Retry-After: 0; two failed attempts would end a message.
+        try EngineHarness.with(faults: #"{"rate_limit_rate": 0.6, "retry_after_seconds": 0}"#) { h in
+            let group = try h.fixtures.group(shop: h.shop, members: 20)
+            let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop), sms: false)
+            let daemon = try h.startDaemon(config: try h.configuration(maxAttempts: 2))
+            defer { _ = daemon.terminate() }
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(1500))")
+            #expect(try h.send(send).decode("sent_count", as: Int.self) == 20)
+            let most: Int? = try h.db.connection.queryRow(
+                "SELECT max(email_attempts) AS n FROM coupond.send_recipients WHERE send_id = \(send)"
+            )?.decode("n")
+            #expect((most ?? 0) > 2, "no message met two 429s in a row, so this run proved nothing")
+        }
+    }
+
+    @Test func aMessageIsRetriedForItsTimeBudgetNotAFixedNumberOfAttempts() throws {
+        try EngineHarness.with(faults: #"{"fail_first_attempts": 1000}"#) { h in
+            let group = try h.fixtures.group(shop: h.shop, members: 2)
+            let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop), sms: false)
+            let started = Date()
+            let daemon = try h.startDaemon(
+                config: try h.configuration(maxAttempts: nil, extraEmail: #", "retry_budget_seconds": 8"#)
+            )
+            defer { _ = daemon.terminate() }
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(1500))")
+            #expect(Date().timeIntervalSince(started) >= 8)
+            let rows = try h.db.connection.query(
+                "SELECT email_error, email_attempts FROM coupond.send_recipients WHERE send_id = \(send)"
+            )
+            for row in rows {
+                #expect(row["email_error"] == "retries_exhausted")
+                // Backoff ceilings of 0.2, 0.4, 0.8, 1.6 and 3.2 s add up to 6.2 s: eight seconds always hold a sixth
+                // attempt, one more than the five the old fixed limit allowed.
+                #expect(try row.decode("email_attempts", as: Int.self) >= 6, "\(row)")
+            }
+        }
+    }
+
     @Test func timeoutsAndDroppedConnectionsAreRetried() throws {
         try EngineHarness.with(faults: #"{"drop_rate": 0.3, "delay_rate": 0.1, "delay_milliseconds": 2500}"#) { h in
             let group = try h.fixtures.group(shop: h.shop, members: 30)

@@ -59,7 +59,7 @@ public final class EngineHarness {
         smsProvider: String = "twilio",
         leaseSeconds: Double = 30,
         batchSize: Int = 100,
-        maxAttempts: Int = 5,
+        maxAttempts: Int? = 5,
         timeoutSeconds: Double = 10,
         extraEngine: String = "",
         extraEmail: String = ""
@@ -67,15 +67,16 @@ public final class EngineHarness {
         let emailURL = emailProvider == "sendgrid" ? "\(simulatorURL)/v3/mail/send" : "\(simulatorURL)/webhook/email"
         let smsURL = smsProvider == "twilio" ? simulatorURL : "\(simulatorURL)/webhook/sms"
         let token = folder.appendingPathComponent("gateway-token").path
+        let attempts = maxAttempts.map { #", "max_attempts": \#($0)"# } ?? ""
         let json = """
             {
               "engine": { "poll_interval_seconds": 0.2, "lease_seconds": \(leaseSeconds), "batch_size": \(batchSize),
                           "shutdown_grace_seconds": 5\(extraEngine) },
               "email": { "provider": "\(emailProvider)", "url": "\(emailURL)", "from": "coupons@shop.example",
-                         "credential_file": "\(token)", "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds)\(extraEmail) },
+                         "credential_file": "\(token)", "timeout_seconds": \(timeoutSeconds)\(attempts)\(extraEmail) },
               "sms": { "provider": "\(smsProvider)", "url": "\(smsURL)", "account_sid": "AC0123456789abcdef0123456789abcdef",
                        "from": "+15005550006", "credential_file": "\(token)", "price_per_segment": "0.05",
-                       "max_attempts": \(maxAttempts), "timeout_seconds": \(timeoutSeconds) },
+                       "timeout_seconds": \(timeoutSeconds)\(attempts) },
               "links": { "public_base_url": "https://coupond.example", "claim_key_file": "\(folder.path)/claim-key",
                          "report_key_file": "\(folder.path)/report-key" }
             }
