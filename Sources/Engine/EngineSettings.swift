@@ -20,6 +20,9 @@ public struct EngineSettings: Sendable {
     public var smsPricePerSegment: Decimal?
     /// Seconds a graceful shutdown waits for in-flight messages before giving the rest back.
     public var shutdownGrace: Double
+    /// Times a send may be taken up (by any instance) before it is failed with `system_error` as one that cannot go
+    /// out: a send whose work keeps ending in errors that may pass is otherwise taken up again forever.
+    public var maxSendAttempts: Int
 
     public init(
         instanceName: String,
@@ -30,7 +33,8 @@ public struct EngineSettings: Sendable {
         maxConcurrentSends: Int = 4,
         preparationThreads: Int = ProcessInfo.processInfo.activeProcessorCount,
         smsPricePerSegment: Decimal? = nil,
-        shutdownGrace: Double = 10
+        shutdownGrace: Double = 10,
+        maxSendAttempts: Int = 20
     ) {
         self.instanceName = instanceName
         self.pollInterval = pollInterval
@@ -41,5 +45,6 @@ public struct EngineSettings: Sendable {
         self.preparationThreads = preparationThreads
         self.smsPricePerSegment = smsPricePerSegment
         self.shutdownGrace = shutdownGrace
+        self.maxSendAttempts = max(1, maxSendAttempts)
     }
 }

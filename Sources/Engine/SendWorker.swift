@@ -9,8 +9,8 @@ import Synchronization
 
 /// Works on one send from claim to notice, on a thread and a database connection of its own.
 ///
-/// Any database failure abandons the send: its lease runs out and any instance takes it over, continuing from the
-/// recorded outcomes.
+/// A database error that may pass (``PostgresError/isTransient``) abandons the send: its lease runs out and any
+/// instance takes it over, continuing from the recorded outcomes. Any other error fails it with `system_error`.
 final class SendWorker: Sendable {
     let sendID: Int64
     let engine: Engine
@@ -58,6 +58,14 @@ final class SendWorker: Sendable {
             claimed = send
             logger[metadataKey: "group.id"] = "\(send.groupID)"
             logger[metadataKey: "shop.id"] = "\(send.shopID)"
+            if send.status == .notStarted || send.status == .sending, send.attempts > settings.maxSendAttempts {
+                logger.error(
+                    "send failed: taken up too often without finishing (see the earlier errors of this send)",
+                    metadata: ["attempts": "\(send.attempts)", "limit": "\(settings.maxSendAttempts)"]
+                )
+                try store.failWithSystemError(sendID: sendID)
+                send.status = .failed
+            }
             if send.status == .notStarted {
                 send.status = try start(send, store: store, logger: logger)
             } else if send.status == .sending {
@@ -79,8 +87,13 @@ final class SendWorker: Sendable {
             return true
         } catch let error as LeaseLost {
             logger.warning("stopped working on send", metadata: ["reason": "\(error)"])
-        } catch let error as PostgresError where error.code == .connectionLost || error.code == .connectionFailed {
-            logger.warning("database connection lost; send left for takeover", metadata: ["error": "\(error)"])
+        } catch let error as PostgresError where error.isTransient {
+            // A lost connection, a statement timeout, a deadlock, a read-only switchover, a full disk: the send is
+            // left under its lease, which runs out, and then any instance goes on from the recorded outcomes.
+            logger.warning(
+                "database error that may pass; send left to be taken up again when its lease runs out",
+                metadata: ["error": "\(error)"]
+            )
         } catch {
             logger.error("send failed with a system error", metadata: ["error": "\(error)"])
             guard claimed != nil else { return false }

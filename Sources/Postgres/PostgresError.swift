@@ -65,6 +65,18 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let socketFailed = Code("socketFailed")
     }
 
+    /// Whether trying the same work again later can succeed: the connection broke, or the server refused for a
+    /// passing reason (shutting down or starting, a cancel or statement timeout, a deadlock or serialization
+    /// failure, a read-only standby during a switchover, out of memory, disk or connections, an I/O error). Errors
+    /// about the statement or the data (syntax, constraints, types) are not: they recur however often one retries.
+    public var isTransient: Bool {
+        if code == .connectionFailed || code == .connectionLost || code == .socketFailed { return true }
+        switch sqlState {
+        case "08", "40", "53", "57", "58", .lockNotAvailable, "25006": return true
+        default: return false
+        }
+    }
+
     public var code: Code
     /// libpq: `PG_DIAG_SQLSTATE`.
     public var sqlState: SQLState?

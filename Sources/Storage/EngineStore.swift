@@ -13,6 +13,8 @@ public struct ClaimedSend: Sendable {
     public var scheduledAt: Date
     public var recipientCount: Int?
     public var noticeStatus: NoticeStatus?
+    /// Times the send has been taken up, this one included.
+    public var attempts: Int = 1
 }
 
 /// How the start of a send went (rule 4).
@@ -195,7 +197,8 @@ public struct EngineStore {
                 status: status,
                 scheduledAt: try row.decode("scheduled_at"),
                 recipientCount: try row.decode("recipient_count", as: Int?.self),
-                noticeStatus: try row.decode("notice_status", as: NoticeStatus?.self)
+                noticeStatus: try row.decode("notice_status", as: NoticeStatus?.self),
+                attempts: try row.decode("attempts", as: Int.self) + 1
             )
         }
     }
@@ -288,7 +291,8 @@ public struct EngineStore {
     public func failWithSystemError(sendID: Int64) throws {
         try connection.execute(
             """
-            UPDATE coupond.sends SET status = 'failed', failure_reason = 'system_error', notice_status = 'pending'
+            UPDATE coupond.sends
+            SET status = 'failed', failure_reason = 'system_error', notice_status = 'pending', recipients_after = NULL
             WHERE id = \(sendID) AND lease_owner = \(owner) AND status IN ('not_started', 'sending')
             """
         )

@@ -31,6 +31,7 @@ struct Configuration {
     var leaseSeconds = 30.0
     var batchSize = 500
     var batchesInFlight = 4
+    var maxSendAttempts = 20
     var maxConcurrentSends = 4
     var maxInFlight = 128
     var preparationThreads = ProcessInfo.processInfo.activeProcessorCount
@@ -48,6 +49,7 @@ struct Configuration {
         "paths": ["templates", "sql"],
         "engine": [
             "instance_name", "poll_interval_seconds", "lease_seconds", "batch_size", "batches_in_flight",
+            "max_send_attempts",
             "max_concurrent_sends",
             "max_in_flight", "preparation_threads", "shutdown_grace_seconds",
         ],
@@ -91,6 +93,7 @@ struct Configuration {
         leaseSeconds = try settings.number("engine.lease_seconds", positive: true) ?? leaseSeconds
         batchSize = try settings.integer("engine.batch_size") ?? batchSize
         batchesInFlight = try settings.integer("engine.batches_in_flight") ?? batchesInFlight
+        maxSendAttempts = try settings.integer("engine.max_send_attempts") ?? maxSendAttempts
         maxConcurrentSends = try settings.integer("engine.max_concurrent_sends") ?? maxConcurrentSends
         maxInFlight = try settings.integer("engine.max_in_flight") ?? maxInFlight
         preparationThreads = try settings.integer("engine.preparation_threads") ?? preparationThreads

@@ -134,7 +134,8 @@ struct Daemon {
             maxConcurrentSends: configuration.maxConcurrentSends,
             preparationThreads: configuration.preparationThreads,
             smsPricePerSegment: configuration.smsPricePerSegment,
-            shutdownGrace: configuration.shutdownGrace
+            shutdownGrace: configuration.shutdownGrace,
+            maxSendAttempts: configuration.maxSendAttempts
         )
         dependencies = EngineDependencies(
             connect: connect,

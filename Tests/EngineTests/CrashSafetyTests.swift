@@ -92,6 +92,84 @@ import Testing
         }
     }
 
+    @Test(arguments: ["57014", "40P01", "25006", "53100"])
+    func aDatabaseErrorThatMayPassLeavesTheSendToGoOnAndNeverFailsIt(sqlState: String) throws {
+        // Statement timeout, deadlock, read-only during a switchover, disk full: raised once, by the 300th outcome.
+        try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 5}"#) { h in
+            let customers = 600
+            let send = try Self.scheduleLargeSend(h, customers: customers)
+            // A sequence, because nextval is not rolled back with the statement it fails.
+            for statement in [
+                "CREATE SEQUENCE public.outcome_updates",
+                """
+                CREATE FUNCTION public.fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF nextval('public.outcome_updates') = 300 THEN
+                        RAISE EXCEPTION 'injected by the test' USING ERRCODE = '\(sqlState)';
+                    END IF;
+                    RETURN NEW;
+                END $$
+                """,
+                """
+                CREATE TRIGGER fail_once BEFORE UPDATE ON coupond.send_recipients
+                    FOR EACH ROW EXECUTE FUNCTION public.fail_once()
+                """,
+            ] {
+                try h.db.connection.execute(PostgresQuery(unsafeSQL: statement))
+            }
+            let daemon = try h.startDaemon(
+                config: try h.configuration(
+                    emailProvider: "webhook",
+                    smsProvider: "webhook",
+                    leaseSeconds: 2,
+                    batchSize: 50
+                )
+            )
+            defer { _ = daemon.terminate() }
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send, timeout: 90) == "done", "\(daemon.stderr.suffix(2000))")
+            #expect(daemon.stderr.contains("database error that may pass"), "the injected error was not met")
+            let row = try h.send(send)
+            #expect(try row.decode("sent_count", as: Int.self) == customers)
+            #expect(row["failure_reason"] == nil)
+            try Self.expectEachCustomerOnce(h, customers: customers)
+        }
+    }
+
+    @Test func aSendWhoseWorkKeepsFailingIsFailedAfterItsAttemptsAndTheMerchantIsTold() throws {
+        try EngineHarness.with { h in
+            let send = try Self.scheduleLargeSend(h, customers: 30)
+            for statement in [
+                """
+                CREATE FUNCTION public.always_time_out() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'injected by the test' USING ERRCODE = '57014'; END $$
+                """,
+                """
+                CREATE TRIGGER always_time_out BEFORE UPDATE ON coupond.send_recipients
+                    FOR EACH ROW EXECUTE FUNCTION public.always_time_out()
+                """,
+            ] {
+                try h.db.connection.execute(PostgresQuery(unsafeSQL: statement))
+            }
+            let daemon = try h.startDaemon(
+                config: try h.configuration(
+                    emailProvider: "webhook",
+                    smsProvider: "webhook",
+                    leaseSeconds: 1,
+                    extraEngine: #", "max_send_attempts": 3"#
+                )
+            )
+            defer { _ = daemon.terminate() }
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send, timeout: 60) == "failed", "\(daemon.stderr.suffix(2000))")
+            let row = try h.send(send)
+            #expect(row["failure_reason"] == "system_error")
+            #expect(try row.decode("attempts", as: Int.self) == 4, "three attempts, then the one that gave up")
+            #expect(daemon.stderr.contains("taken up too often"))
+            #expect(try eventually(timeout: 20) { try h.send(send)["notice_status"] == "sent" })
+        }
+    }
+
     @Test func sigtermStopsCleanlyAndARestartFinishesWithoutRepeats() throws {
         try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 5}"#) { h in
             let customers = 1000
