@@ -42,7 +42,8 @@ final class SendWorker: Sendable {
         }
         // Closing the session also releases the group lock, whatever happened.
         defer { connection.close() }
-        let store = EngineStore(
+        // The instance's name claims; after the claim, every write goes through the claim's own lease holder.
+        var store = EngineStore(
             connection: connection,
             owner: settings.instanceName,
             leaseSeconds: settings.leaseSeconds
@@ -55,6 +56,7 @@ final class SendWorker: Sendable {
                 return false
             }
             guard var send = try store.claim(sendID: sendID) else { return false }
+            store = store.holding(send)
             claimed = send
             logger[metadataKey: "group.id"] = "\(send.groupID)"
             logger[metadataKey: "shop.id"] = "\(send.shopID)"
@@ -171,7 +173,7 @@ final class SendWorker: Sendable {
         var lastProgressLog = Date()
         let feeder = BatchFeeder(
             send: send,
-            owner: settings.instanceName,
+            owner: send.leaseHolder,
             batchSize: settings.batchSize,
             preparation: preparation,
             connect: dependencies.connect

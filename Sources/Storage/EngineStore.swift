@@ -15,6 +15,8 @@ public struct ClaimedSend: Sendable {
     public var noticeStatus: NoticeStatus?
     /// Times the send has been taken up, this one included.
     public var attempts: Int = 1
+    /// `sends.lease_owner` while this claim holds the lease: `<instance>#<attempts>`.
+    public var leaseHolder: String = ""
 }
 
 /// How the start of a send went (rule 4).
@@ -71,11 +73,13 @@ public struct LeaseLost: Error, CustomStringConvertible {
 
 /// The engine's SQL: claiming sends under a lease, starting them, paging recipients and recording outcomes.
 ///
-/// Every write after the claim is fenced by `lease_owner = owner`, so an instance that lost its lease (it stalled,
-/// another took over) can no longer change the send.
+/// Every write after the claim is fenced by `lease_owner`, which a claim sets to `<instance>#<attempt>`: a number
+/// that grows with every claim, so a worker that lost its lease (it stalled, another took over) can no longer change
+/// the send, even when the instance that took over has the same name (a fixed `engine.instance_name`, or a restart).
+/// Claim with the instance's name, then write through ``holding(_:)``.
 public struct EngineStore {
     public let connection: PostgresConnection
-    /// This instance's name in `lease_owner`, for example `host:pid`.
+    /// The instance's name (for claiming), or the lease holder of one claim (`host:pid#3`) for writes after it.
     public let owner: String
     public let leaseSeconds: Double
 
@@ -182,8 +186,8 @@ public struct EngineStore {
             try connection.execute(
                 """
                 UPDATE coupond.sends
-                SET lease_owner = \(owner), lease_expires_at = now() + \(lease)::interval, heartbeat_at = now(),
-                    attempts = attempts + 1
+                SET lease_owner = \(owner) || '#' || (attempts + 1),
+                    lease_expires_at = now() + \(lease)::interval, heartbeat_at = now(), attempts = attempts + 1
                 WHERE id = \(sendID)
                 """
             )
@@ -198,9 +202,15 @@ public struct EngineStore {
                 scheduledAt: try row.decode("scheduled_at"),
                 recipientCount: try row.decode("recipient_count", as: Int?.self),
                 noticeStatus: try row.decode("notice_status", as: NoticeStatus?.self),
-                attempts: try row.decode("attempts", as: Int.self) + 1
+                attempts: try row.decode("attempts", as: Int.self) + 1,
+                leaseHolder: "\(owner)#\(try row.decode("attempts", as: Int.self) + 1)"
             )
         }
+    }
+
+    /// The store that writes under the lease `send` was claimed with.
+    public func holding(_ send: ClaimedSend) -> EngineStore {
+        EngineStore(connection: connection, owner: send.leaseHolder, leaseSeconds: leaseSeconds)
     }
 
     /// Extends the lease. - Throws: ``LeaseLost`` when another instance holds it now.

@@ -31,10 +31,11 @@ import Testing
             )
         )
         try fixtures.setClock(utc(2026, 12, 1, 13))
-        let store = EngineStore(connection: db.connection, owner: "ledger-test", leaseSeconds: 30)
-        let claimed = try #require(try store.claim(sendID: send.sendID))
+        let instance = EngineStore(connection: db.connection, owner: "ledger-test", leaseSeconds: 30)
+        let claimed = try #require(try instance.claim(sendID: send.sendID))
+        let store = instance.holding(claimed)
         #expect(try store.start(claimed) == .sending(recipients: members))
-        return (store, RecipientStore(connection: db.connection, owner: "ledger-test"), claimed)
+        return (store, RecipientStore(connection: db.connection, owner: claimed.leaseHolder), claimed)
     }
 
     /// A send of `members` customers, started: its recipients written and its planner statistics fresh.
@@ -93,6 +94,37 @@ import Testing
                 "SELECT email_error FROM coupond.send_recipients WHERE send_id = \(send.id) AND email_status = 'failed'"
             ).map { $0["email_error"] }
             #expect(reasons == ["no_email_address", "no_email_address", "no_email_address"])
+        }
+    }
+
+    @Test func aHolderWhoseLeaseWasTakenOverWritesNothingEvenUnderTheSameInstanceName() throws {
+        try TestDatabase.with { db in
+            let (stalled, recipients, send) = try Self.claimedAndStarted(db, members: 10)
+            let written = try recipients.writeRecipients(of: send, after: RecipientStore.beforeEveryCustomer, limit: 5)
+            // The stalled holder's lease runs out; an instance with the same name (a restart) claims the send.
+            try db.connection.execute(
+                "UPDATE coupond.sends SET lease_expires_at = now() - interval '1 second' WHERE id = \(send.id)"
+            )
+            let instance = EngineStore(connection: db.connection, owner: "ledger-test", leaseSeconds: 30)
+            let taken = try #require(try instance.claim(sendID: send.id))
+            #expect(taken.leaseHolder != send.leaseHolder)
+            let outcomes = written.pending.map { recipient in
+                var outcome = RecipientOutcome(customerID: recipient.customerID)
+                outcome.emailStatus = .sent
+                return outcome
+            }
+            #expect(throws: LeaseLost.self) { try stalled.record(sendID: send.id, outcomes: outcomes) }
+            #expect(throws: LeaseLost.self) { try stalled.renewLease(sendID: send.id) }
+            #expect(throws: LeaseLost.self) {
+                try recipients.writeRecipients(of: send, after: written.writtenUpTo!, limit: 5)
+            }
+            #expect(try stalled.finish(sendID: send.id) == false)
+            let sent: Int? = try db.connection.queryRow(
+                "SELECT count(*) AS n FROM coupond.send_recipients WHERE send_id = \(send.id) AND email_status = 'sent'"
+            )?.decode("n")
+            #expect(sent == 0)
+            // The new holder writes.
+            #expect(try instance.holding(taken).record(sendID: send.id, outcomes: outcomes).sent == 5)
         }
     }
 
