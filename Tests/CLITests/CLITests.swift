@@ -269,19 +269,26 @@ import Testing
         #expect(result.stderr.contains("engine.batch_sise is not a known setting"))
     }
 
-    @Test(arguments: ["ACtest", "AC0123456789abcdef0123456789abcdeg", "MG0123456789abcdef0123456789abcdef"])
-    func aTwilioAccountSIDOutsideTwiliosPatternIsRefusedByName(sid: String) throws {
+    /// A folder with a claim key, a gateway token and `c.json` made by `config` from the folder's path.
+    static func configurationFolder(_ config: (String) -> String) throws -> URL {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("coupond-\(UUID())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
         try Data(repeating: 1, count: 32).write(to: folder.appendingPathComponent("key"))
         try Data("t".utf8).write(to: folder.appendingPathComponent("token"))
-        let config = """
-            {"sms": {"provider": "twilio", "url": "http://127.0.0.1:1", "from": "+15005550006",
-                     "account_sid": "\(sid)", "credential_file": "\(folder.path)/token"},
-             "links": {"claim_key_file": "\(folder.path)/key"}}
+        try Data(config(folder.path).utf8).write(to: folder.appendingPathComponent("c.json"))
+        return folder
+    }
+
+    @Test(arguments: ["ACtest", "AC0123456789abcdef0123456789abcdeg", "MG0123456789abcdef0123456789abcdef"])
+    func aTwilioAccountSIDOutsideTwiliosPatternIsRefusedByName(sid: String) throws {
+        let folder = try Self.configurationFolder { path in
             """
-        try Data(config.utf8).write(to: folder.appendingPathComponent("c.json"))
+            {"sms": {"provider": "twilio", "url": "http://127.0.0.1:1", "from": "+15005550006",
+                     "account_sid": "\(sid)", "credential_file": "\(path)/token"},
+             "links": {"claim_key_file": "\(path)/key"}}
+            """
+        }
+        defer { try? FileManager.default.removeItem(at: folder) }
         let result = try runProduct("coupond", ["run", "--config", folder.appendingPathComponent("c.json").path])
         #expect(result.status == 78)
         #expect(
@@ -292,16 +299,13 @@ import Testing
 
     @Test func aDatabaseAtAnotherSchemaVersionIsRefused() throws {
         try TestDatabase.with(migrated: false) { db in
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("coupond-\(UUID())")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: folder) }
-            try Data(repeating: 1, count: 32).write(to: folder.appendingPathComponent("key"))
-            try Data("t".utf8).write(to: folder.appendingPathComponent("token"))
-            let config = """
-                {"email": {"url": "http://127.0.0.1:1/e", "from": "a@b.example", "credential_file": "\(folder.path)/token"},
-                 "links": {"claim_key_file": "\(folder.path)/key"}}
+            let folder = try Self.configurationFolder { path in
                 """
-            try Data(config.utf8).write(to: folder.appendingPathComponent("c.json"))
+                {"email": {"url": "http://127.0.0.1:1/e", "from": "a@b.example", "credential_file": "\(path)/token"},
+                 "links": {"claim_key_file": "\(path)/key"}}
+                """
+            }
+            defer { try? FileManager.default.removeItem(at: folder) }
             var environment: [String: String?] = db.environment.mapValues { $0 }
             environment["DATABASE_URL"] = .some(nil)
             let result = try runProduct(

@@ -22,6 +22,27 @@ import Testing
     }
 
     /// A send on both channels to a new group of `customers`, with a coupon whose limit never gets in the way.
+    /// Makes an outcome update fail with `sqlState` whenever `condition` (SQL) holds, as the server would.
+    static func failOutcomeUpdates(_ h: EngineHarness, when condition: String, sqlState: String) throws {
+        for statement in [
+            """
+            CREATE FUNCTION public.fail_outcome_update() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF \(condition) THEN
+                    RAISE EXCEPTION 'injected by the test' USING ERRCODE = '\(sqlState)';
+                END IF;
+                RETURN NEW;
+            END $$
+            """,
+            """
+            CREATE TRIGGER fail_outcome_update BEFORE UPDATE ON coupond.send_recipients
+                FOR EACH ROW EXECUTE FUNCTION public.fail_outcome_update()
+            """,
+        ] {
+            try h.db.connection.execute(PostgresQuery(unsafeSQL: statement))
+        }
+    }
+
     static func scheduleLargeSend(_ h: EngineHarness, customers: Int) throws -> Int64 {
         let group = try h.fixtures.group(shop: h.shop, members: customers)
         var coupon = Fixtures.Coupon()
@@ -99,24 +120,8 @@ import Testing
             let customers = 600
             let send = try Self.scheduleLargeSend(h, customers: customers)
             // A sequence, because nextval is not rolled back with the statement it fails.
-            for statement in [
-                "CREATE SEQUENCE public.outcome_updates",
-                """
-                CREATE FUNCTION public.fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN
-                    IF nextval('public.outcome_updates') = 300 THEN
-                        RAISE EXCEPTION 'injected by the test' USING ERRCODE = '\(sqlState)';
-                    END IF;
-                    RETURN NEW;
-                END $$
-                """,
-                """
-                CREATE TRIGGER fail_once BEFORE UPDATE ON coupond.send_recipients
-                    FOR EACH ROW EXECUTE FUNCTION public.fail_once()
-                """,
-            ] {
-                try h.db.connection.execute(PostgresQuery(unsafeSQL: statement))
-            }
+            try h.db.connection.execute("CREATE SEQUENCE public.outcome_updates")
+            try Self.failOutcomeUpdates(h, when: "nextval('public.outcome_updates') = 300", sqlState: sqlState)
             let daemon = try h.startDaemon(
                 config: try h.configuration(
                     emailProvider: "webhook",
@@ -139,18 +144,7 @@ import Testing
     @Test func aSendWhoseWorkKeepsFailingIsFailedAfterItsAttemptsAndTheMerchantIsTold() throws {
         try EngineHarness.with { h in
             let send = try Self.scheduleLargeSend(h, customers: 30)
-            for statement in [
-                """
-                CREATE FUNCTION public.always_time_out() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN RAISE EXCEPTION 'injected by the test' USING ERRCODE = '57014'; END $$
-                """,
-                """
-                CREATE TRIGGER always_time_out BEFORE UPDATE ON coupond.send_recipients
-                    FOR EACH ROW EXECUTE FUNCTION public.always_time_out()
-                """,
-            ] {
-                try h.db.connection.execute(PostgresQuery(unsafeSQL: statement))
-            }
+            try Self.failOutcomeUpdates(h, when: "true", sqlState: "57014")
             let daemon = try h.startDaemon(
                 config: try h.configuration(
                     emailProvider: "webhook",
