@@ -24,6 +24,7 @@ public final class CurlMultiDriver: Sendable {
         let request: HTTPRequest
         let notBefore: ContinuousClock.Instant
         let limiter: RateLimiter?
+        let cancellation: CurlCancellation?
         let completion: @Sendable (Result<HTTPResponse, CurlError>) -> Void
         var handle: CurlHandle?
 
@@ -31,17 +32,23 @@ public final class CurlMultiDriver: Sendable {
             request: HTTPRequest,
             notBefore: ContinuousClock.Instant,
             limiter: RateLimiter?,
+            cancellation: CurlCancellation?,
             completion: @escaping @Sendable (Result<HTTPResponse, CurlError>) -> Void
         ) {
             self.request = request
             self.notBefore = notBefore
             self.limiter = limiter
+            self.cancellation = cancellation
             self.completion = completion
         }
+
+        var isCancelled: Bool { cancellation?.isCancelled ?? false }
     }
 
     private struct Shared {
         var incoming: [Job] = []
+        /// A ``cancel(_:)`` came since the loop last looked for cancelled jobs.
+        var cancelling = false
         var stopping = false
         var started = false
         var stopped = false
@@ -88,14 +95,26 @@ public final class CurlMultiDriver: Sendable {
     /// - Parameters:
     ///   - notBefore: the request does not start before this instant (retry backoff, `Retry-After`).
     ///   - limiter: a rate limit the request counts against.
+    ///   - cancellation: cancels the request with others when passed to ``cancel(_:)``.
     ///   - completion: called once on the driver thread with the response or the transfer error.
     public func submit(
         _ request: HTTPRequest,
         notBefore: ContinuousClock.Instant = .now,
         limiter: RateLimiter? = nil,
+        cancellation: CurlCancellation? = nil,
         completion: @escaping @Sendable (Result<HTTPResponse, CurlError>) -> Void
     ) {
-        let job = Job(request: request, notBefore: notBefore, limiter: limiter, completion: completion)
+        if cancellation?.isCancelled == true {
+            completion(.failure(CurlError(cancelled: ())))
+            return
+        }
+        let job = Job(
+            request: request,
+            notBefore: notBefore,
+            limiter: limiter,
+            cancellation: cancellation,
+            completion: completion
+        )
         let (accepted, wasEmpty) = shared.withLock { state -> (Bool, Bool) in
             guard !state.stopping else { return (false, false) }
             state.incoming.append(job)
@@ -107,6 +126,15 @@ public final class CurlMultiDriver: Sendable {
         }
         // The driver takes the whole queue at once: only the submission that finds it empty needs to wake it.
         if wasEmpty { curl_multi_wakeup(multi) }
+    }
+
+    /// Cancels every request submitted with `cancellation`: those waiting complete at once, running transfers are
+    /// stopped, each with a ``CurlError`` whose `isCancelled` is true. Requests submitted with it later complete so
+    /// at once.
+    public func cancel(_ cancellation: CurlCancellation) {
+        cancellation.markCancelled()
+        shared.withLock { $0.cancelling = true }
+        curl_multi_wakeup(multi)
     }
 
     /// How the driver loop has spent its time, for tests and diagnostics.
@@ -166,11 +194,15 @@ public final class CurlMultiDriver: Sendable {
             curl_multi_cleanup(multi)
         }
         while true {
-            let (incoming, stopping) = shared.withLock { state in
-                defer { state.incoming.removeAll(keepingCapacity: true) }
-                return (state.incoming, state.stopping)
+            let (incoming, stopping, cancelling) = shared.withLock { state in
+                defer {
+                    state.incoming.removeAll(keepingCapacity: true)
+                    state.cancelling = false
+                }
+                return (state.incoming, state.stopping, state.cancelling)
             }
             waiting.append(contentsOf: incoming)
+            if cancelling { removeCancelled(&waiting, running: &running, idle: &idleHandles) }
             if stopping {
                 for job in waiting { job.completion(.failure(CurlError(shutdown: ()))) }
                 waiting.removeAll()
@@ -212,6 +244,24 @@ public final class CurlMultiDriver: Sendable {
                 if timedOut && schedule.heldForSlot { stats.stalledPolls += 1 }
             }
         }
+    }
+
+    /// Completes cancelled jobs: waiting ones at once, running ones after taking their transfer off the multi handle.
+    private func removeCancelled(_ waiting: inout [Job], running: inout [UInt: Job], idle: inout [CurlHandle]) {
+        var cancelled = waiting.filter(\.isCancelled)
+        waiting.removeAll(where: \.isCancelled)
+        for (key, job) in running where job.isCancelled {
+            running.removeValue(forKey: key)
+            if let handle = job.handle {
+                curl_multi_remove_handle(multi, handle.raw)
+                job.handle = nil
+                idle.append(handle)
+            }
+            cancelled.append(job)
+        }
+        guard !cancelled.isEmpty else { return }
+        stats.withLock { $0.completed += cancelled.count }
+        for job in cancelled { job.completion(.failure(CurlError(cancelled: ()))) }
     }
 
     /// What held back the requests that did not start.

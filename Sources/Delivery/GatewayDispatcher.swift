@@ -43,8 +43,18 @@ public final class GatewayDispatcher: Sendable {
     /// Delivers `message`, retrying as the policy allows, and calls `completion` once with the outcome.
     ///
     /// `completion` runs on the libcurl driver thread: it must be quick.
-    public func dispatch(_ message: OutgoingMessage, completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
-        dispatch(request(for: message), completion: completion)
+    public func dispatch(
+        _ message: OutgoingMessage,
+        cancellation: CurlCancellation? = nil,
+        completion: @escaping @Sendable (DeliveryOutcome) -> Void
+    ) {
+        dispatch(request(for: message), cancellation: cancellation, completion: completion)
+    }
+
+    /// Stops every message dispatched with `cancellation`, its scheduled retries included: each completes as
+    /// abandoned (`system_error`), to be sent later by whoever holds the send.
+    public func cancel(_ cancellation: CurlCancellation) {
+        driver.cancel(cancellation)
     }
 
     /// The gateway request for a message; building it is the costly part of a dispatch, so callers with many
@@ -59,8 +69,20 @@ public final class GatewayDispatcher: Sendable {
     }
 
     /// Delivers a request built by ``request(for:)`` (or a batch request), retrying it as the policy allows.
-    public func dispatch(_ request: HTTPRequest, completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
-        attempt(1, failures: 0, request: request, since: .now, notBefore: .now, completion: completion)
+    public func dispatch(
+        _ request: HTTPRequest,
+        cancellation: CurlCancellation? = nil,
+        completion: @escaping @Sendable (DeliveryOutcome) -> Void
+    ) {
+        attempt(
+            1,
+            failures: 0,
+            request: request,
+            since: .now,
+            notBefore: .now,
+            cancellation: cancellation,
+            completion: completion
+        )
     }
 
     /// - Parameters:
@@ -73,15 +95,21 @@ public final class GatewayDispatcher: Sendable {
         request: HTTPRequest,
         since: ContinuousClock.Instant,
         notBefore: ContinuousClock.Instant,
+        cancellation: CurlCancellation?,
         completion: @escaping @Sendable (DeliveryOutcome) -> Void
     ) {
-        driver.submit(request, notBefore: notBefore, limiter: limiter) { [self] result in
+        driver.submit(request, notBefore: notBefore, limiter: limiter, cancellation: cancellation) { [self] result in
             let verdict: GatewayVerdict
             switch result {
             case .success(let response):
                 verdict = gateway.verdict(for: response)
             case .failure(let error) where error.isShutdown:
                 completion(.failed(.systemError, detail: "delivery stopped: daemon shutting down", attempts: number))
+                return
+            case .failure(let error) where error.isCancelled:
+                completion(
+                    .failed(.systemError, detail: "delivery cancelled: the send is no longer ours", attempts: number)
+                )
                 return
             case .failure(let error):
                 verdict = .retry(after: nil, detail: error.description)
@@ -112,6 +140,7 @@ public final class GatewayDispatcher: Sendable {
                     request: request,
                     since: since,
                     notBefore: .now.advanced(by: .milliseconds(Int64(delay * 1000))),
+                    cancellation: cancellation,
                     completion: completion
                 )
             }

@@ -14,6 +14,8 @@ struct BatchDispatch {
     let keys: IdempotencyKeys
     let email: GatewayDispatcher?
     let sms: GatewayDispatcher?
+    /// Stops this send's requests, retries included, when the worker lets the send go.
+    let cancellation: CurlCancellation
 
     /// Hands a batch to the gateways without waiting.
     func submit(_ prepared: [PreparedRecipient], message: PreparedMessage) -> InFlightBatch {
@@ -24,11 +26,11 @@ struct BatchDispatch {
         for (index, recipient) in prepared.enumerated() {
             if let request = recipient.email, let email {
                 collector.expect()
-                email.dispatch(request) { collector.set(index, email: $0) }
+                email.dispatch(request, cancellation: cancellation) { collector.set(index, email: $0) }
             }
             if let request = recipient.sms, let sms {
                 collector.expect()
-                sms.dispatch(request) { collector.set(index, sms: $0) }
+                sms.dispatch(request, cancellation: cancellation) { collector.set(index, sms: $0) }
             }
         }
         collector.sealed()
@@ -65,7 +67,7 @@ struct BatchDispatch {
                 }
                 for _ in chunk { collector.expect() }
                 let key = keys.batch(firstCustomerID: first, lastCustomerID: last, withName: withName)
-                dispatcher.dispatch(request(chunk, key: key)) { outcome in
+                dispatcher.dispatch(request(chunk, key: key), cancellation: cancellation) { outcome in
                     // A provider refuses a whole request for one bad recipient (SendGrid answers 400 for a malformed
                     // address): each recipient then goes alone, so only the bad one fails.
                     guard chunk.count > 1, case .failed(.gatewayRefused, _, _) = outcome else {
@@ -74,7 +76,7 @@ struct BatchDispatch {
                     }
                     for index in chunk {
                         let single = request([index], key: prepared[index].emailBatch?.idempotencyKey ?? key)
-                        dispatcher.dispatch(single) { collector.set(index, email: $0) }
+                        dispatcher.dispatch(single, cancellation: cancellation) { collector.set(index, email: $0) }
                     }
                 }
             }

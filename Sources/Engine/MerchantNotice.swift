@@ -1,3 +1,4 @@
+import Curl
 import Delivery
 import Foundation
 import Logging
@@ -10,6 +11,8 @@ struct MerchantNotice {
     let dependencies: EngineDependencies
     /// The lease the worker holds; it is renewed while the notice waits for the gateway.
     let leaseSeconds: Double
+    /// The worker's, so that the notice stops with the rest of the send's requests.
+    let cancellation: CurlCancellation
 
     /// Rule 8: tells the merchant how the send ended, with the report link only when some customers failed.
     func send(for send: ClaimedSend, store: EngineStore, logger: Logger) throws {
@@ -52,7 +55,8 @@ struct MerchantNotice {
                 to: context.merchantEmail,
                 content: .email(subject: notice.subject, html: notice.html, text: notice.text),
                 idempotencyKey: IdempotencyKeys(context, sendID: send.id).notice
-            )
+            ),
+            cancellation: cancellation
         ) { collector.set(0, email: $0) }
         collector.sealed()
         while !collector.wait(seconds: max(1, leaseSeconds / 3)) {

@@ -1,3 +1,4 @@
+import Curl
 import Delivery
 import Foundation
 import Logging
@@ -24,8 +25,12 @@ final class SendWorker: Sendable {
 
     private var settings: EngineSettings { engine.settings }
     private var dependencies: EngineDependencies { engine.dependencies }
+    /// The send's requests, which stop at once when the worker lets the send go for any reason (a lost lease, a
+    /// lost database, an error): whoever takes the send over sends what is left, and nothing of ours goes out beside.
+    /// A worker runs once, so one token serves its whole run.
+    private let cancellation = CurlCancellation()
     private var notice: MerchantNotice {
-        MerchantNotice(dependencies: dependencies, leaseSeconds: settings.leaseSeconds)
+        MerchantNotice(dependencies: dependencies, leaseSeconds: settings.leaseSeconds, cancellation: cancellation)
     }
 
     /// Returns whether the send was taken (so others may now proceed), `false` when it was not this worker's.
@@ -42,6 +47,11 @@ final class SendWorker: Sendable {
         }
         // Closing the session also releases the group lock, whatever happened.
         defer { connection.close() }
+        // On a normal end nothing is left to stop; otherwise the send's requests and retries end here.
+        defer {
+            dependencies.email?.cancel(cancellation)
+            dependencies.sms?.cancel(cancellation)
+        }
         // The instance's name claims; after the claim, every write goes through the claim's own lease holder.
         var store = EngineStore(
             connection: connection,
@@ -130,7 +140,8 @@ final class SendWorker: Sendable {
         let dispatch = BatchDispatch(
             keys: IdempotencyKeys(context, sendID: send.id),
             email: dependencies.email,
-            sms: dependencies.sms
+            sms: dependencies.sms,
+            cancellation: cancellation
         )
         let preparation = BatchPreparation(
             sendID: send.id,

@@ -38,6 +38,56 @@ import Testing
         }
     }
 
+    @Test func cancellingStopsRunningTransfersAndScheduledRetriesAtOnceAndNothingElse() throws {
+        // Every answer is held back 5 s: cancelled transfers must not wait for it.
+        var slow = FaultPlan()
+        slow.delayRate = 1
+        slow.delayMilliseconds = 5000
+        try CurlEasyClientTests.withSimulator(slow) { simulator, base in
+            let driver = CurlMultiDriver(maxInFlight: 16)
+            driver.start()
+            defer { driver.shutdown() }
+            let cancellation = CurlCancellation()
+            let results = StatusList()
+            let group = DispatchGroup()
+            let cancelledGroup = DispatchGroup()
+            func submit(_ key: String, notBefore: ContinuousClock.Instant = .now, token: CurlCancellation?) {
+                let group = token == nil ? group : cancelledGroup
+                group.enter()
+                driver.submit(
+                    CurlEasyClientTests.email(base, key: key),
+                    notBefore: notBefore,
+                    cancellation: token
+                ) { result in
+                    switch result {
+                    case .failure(let error) where error.isCancelled: results.add(-2)
+                    case .failure: results.add(-1)
+                    case .success(let response): results.add(response.status)
+                    }
+                    group.leave()
+                }
+            }
+            // Running transfers, and retries scheduled a minute ahead, as a worker that lost its lease leaves them.
+            for index in 0..<8 { submit("running-\(index)", token: cancellation) }
+            for index in 0..<8 { submit("later-\(index)", notBefore: .now + .seconds(60), token: cancellation) }
+            // Another send's request on the same driver.
+            submit("other", token: nil)
+            Thread.sleep(forTimeInterval: 0.3)
+            let cancelledAt = ContinuousClock.now
+            driver.cancel(cancellation)
+            // A request submitted after the cancel with the same token never starts.
+            submit("after", token: cancellation)
+            // The cancelled ones end at once, long before the 5-second answers.
+            #expect(cancelledGroup.wait(timeout: .now() + 1) == .success)
+            #expect(ContinuousClock.now - cancelledAt < .seconds(1))
+            #expect(group.wait(timeout: .now() + 8) == .success)
+            let values = results.values
+            #expect(values.filter { $0 == -2 }.count == 17, "\(values)")
+            #expect(values.filter { $0 == 200 }.count == 1, "the other send's request still completes")
+            #expect(simulator.stats.requests <= 9, "a cancelled retry started: \(simulator.stats.requests) requests")
+        }
+    }
+
     @Test func requestsThatEndInsideOnePerformCallDoNotStallTheOthers() {
         // libcurl refuses these inside the perform call that starts them, so every slot is free again before the
         // driver would wait: the case where a fast gateway answers at once, without depending on timing.
