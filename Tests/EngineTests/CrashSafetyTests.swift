@@ -164,6 +164,37 @@ import Testing
         }
     }
 
+    @Test func aWorkerThatLosesItsLeaseStopsItsRequestsAtOnce() throws {
+        // Answers take 3 s and 20 requests run at once: 200 emails would reach the gateway 20 every 3 s.
+        try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 3000}"#) { h in
+            let send = try Self.scheduleLargeSend(h, customers: 200)
+            let daemon = try h.startDaemon(
+                config: try h.configuration(
+                    emailProvider: "webhook",
+                    smsProvider: "webhook",
+                    leaseSeconds: 2,
+                    batchSize: 50,
+                    extraEngine: #", "max_in_flight": 20"#
+                )
+            )
+            defer { _ = daemon.terminate() }
+            try h.arrive()
+            #expect(try eventually(timeout: 20) { (try h.stats()["requests"] ?? 0) >= 20 })
+            // Another holder takes the send while the first 20 answers are still outstanding.
+            try h.db.connection.execute(
+                """
+                UPDATE coupond.sends SET lease_owner = 'another-instance#99', lease_expires_at = now() + interval '1 hour'
+                WHERE id = \(send)
+                """
+            )
+            Thread.sleep(forTimeInterval: 7.5)
+            #expect(daemon.stderr.contains("stopped working on send"), "\(daemon.stderr.suffix(1500))")
+            // Without cancelling, the queued emails would have gone out 20 more every 3 s (60 or more by now).
+            let requests = try h.stats()["requests"] ?? 0
+            #expect(requests < 40, "\(requests) requests reached the gateway after the lease was lost")
+        }
+    }
+
     @Test func sigtermStopsCleanlyAndARestartFinishesWithoutRepeats() throws {
         try EngineHarness.with(faults: #"{"delay_rate": 1.0, "delay_milliseconds": 5}"#) { h in
             let customers = 1000
