@@ -71,7 +71,8 @@ public struct LeaseLost: Error, CustomStringConvertible {
     public var description: String { "lease on send \(sendID) was lost to another instance" }
 }
 
-/// The engine's SQL: claiming sends under a lease, starting them, paging recipients and recording outcomes.
+/// The engine's SQL for a send as a whole: claiming it under a lease, starting it, recording outcomes and ending it
+/// (``RecipientStore`` writes and pages its recipient list).
 ///
 /// Every write after the claim is fenced by `lease_owner`, which a claim sets to `<instance>#<attempt>`: a number
 /// that grows with every claim, so a worker that lost its lease (it stalled, another took over) can no longer change
@@ -234,7 +235,7 @@ public struct EngineStore {
         )
     }
 
-    // MARK: - Starting (rule 4, rule 5)
+    // MARK: - Starting (rule 4)
 
     /// Checks the coupon again and, if it still fits, moves the send to `sending` with its member count as the
     /// number of recipients. The recipients themselves are written part by part as the send goes
