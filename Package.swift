@@ -158,7 +158,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["coupond", "Postgres", "Signing", "TestSupport"],
+            dependencies: ["coupond", "Postgres", "Signing", "Storage", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -19,8 +19,13 @@ public final class CurlCancellation: Sendable {
 
 extension CurlError {
     /// The request was cancelled through its ``CurlCancellation``.
-    init(cancelled: Void) {
-        self.init(code: CURLE_ABORTED_BY_CALLBACK, detail: "request cancelled", operation: "cancel")
+    init(cancelled: Void, requestSent: Bool = false) {
+        self.init(
+            code: CURLE_ABORTED_BY_CALLBACK,
+            detail: "request cancelled",
+            operation: "cancel",
+            requestSent: requestSent
+        )
     }
 
     /// Whether the request was cancelled through its ``CurlCancellation`` rather than failing.

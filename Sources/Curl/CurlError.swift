@@ -11,12 +11,16 @@ public struct CurlError: Error, Sendable, CustomStringConvertible {
     public var detail: String
     /// What was being done, for example `perform`.
     public var operation: String
+    /// Whether any of the request had been written to the server when the transfer ended: then the server may have
+    /// acted on it, and only an idempotent API may be asked again blind.
+    public var requestSent = false
 
-    init(code: CURLcode, detail: String, operation: String) {
+    init(code: CURLcode, detail: String, operation: String, requestSent: Bool = false) {
         self.code = Int(code.rawValue)
         self.codeDescription = String(cString: curl_easy_strerror(code))
         self.detail = detail
         self.operation = operation
+        self.requestSent = requestSent
     }
 
     /// Whether the failure was a timeout (libcurl: `CURLE_OPERATION_TIMEDOUT`).

@@ -250,9 +250,11 @@ public final class CurlMultiDriver: Sendable {
     private func removeCancelled(_ waiting: inout [Job], running: inout [UInt: Job], idle: inout [CurlHandle]) {
         var cancelled = waiting.filter(\.isCancelled)
         waiting.removeAll(where: \.isCancelled)
+        var sent: Set<ObjectIdentifier> = []
         for (key, job) in running where job.isCancelled {
             running.removeValue(forKey: key)
             if let handle = job.handle {
+                if handle.requestBytesSent > 0 { sent.insert(ObjectIdentifier(job)) }
                 curl_multi_remove_handle(multi, handle.raw)
                 job.handle = nil
                 idle.append(handle)
@@ -261,7 +263,9 @@ public final class CurlMultiDriver: Sendable {
         }
         guard !cancelled.isEmpty else { return }
         stats.withLock { $0.completed += cancelled.count }
-        for job in cancelled { job.completion(.failure(CurlError(cancelled: ()))) }
+        for job in cancelled {
+            job.completion(.failure(CurlError(cancelled: (), requestSent: sent.contains(ObjectIdentifier(job)))))
+        }
     }
 
     /// What held back the requests that did not start.

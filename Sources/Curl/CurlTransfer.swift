@@ -18,7 +18,12 @@ final class CurlHandle {
     let box = ResponseBox()
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private var headerList: UnsafeMutablePointer<curl_slist>?
-    /// The request body; `CURLOPT_POSTFIELDS` points into it (without a copy) until the next request.
+    /// The request body, which the read callback hands to libcurl.
+    ///
+    /// Not `CURLOPT_POSTFIELDS`: with it, libcurl (before 8.16, which has `CURLOPT_FORBID_RETRY_ON_REUSE`) sends a
+    /// request again on a fresh connection, unasked, when a reused one closes before any answer, although the server
+    /// may have acted on it: a second SMS through Twilio. A read callback without a seek callback cannot be rewound,
+    /// so the transfer fails instead (`CURLE_SEND_FAIL_REWIND`, with the request sent) and the dispatcher decides.
     private var body: UnsafeMutableRawBufferPointer
     private var current = Settings()
 
@@ -50,6 +55,8 @@ final class CurlHandle {
             ccurl_easy_setopt_ptr(raw, CURLOPT_WRITEDATA, userdata),
             ccurl_easy_setopt_write_callback(raw, CURLOPT_HEADERFUNCTION, curlWriteHeader),
             ccurl_easy_setopt_ptr(raw, CURLOPT_HEADERDATA, userdata),
+            ccurl_easy_setopt_write_callback(raw, CURLOPT_READFUNCTION, curlReadBody),
+            ccurl_easy_setopt_ptr(raw, CURLOPT_READDATA, userdata),
         ] {
             precondition(code == CURLE_OK, "libcurl refused a basic option: \(code.rawValue)")
         }
@@ -97,8 +104,9 @@ final class CurlHandle {
                 body = .allocate(byteCount: max(data.count, 4096), alignment: 1)
             }
             data.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: body[..<data.count]))
+            box.upload = UnsafeRawBufferPointer(rebasing: body[..<data.count])
+            try set(CURLOPT_POST, 1)
             try set(CURLOPT_POSTFIELDSIZE_LARGE, data.count)
-            try set(CURLOPT_POSTFIELDS, pointer: body.baseAddress)
         } else {
             try set(CURLOPT_HTTPGET, 1)
         }
@@ -115,11 +123,22 @@ final class CurlHandle {
 
     /// The response, or the error `code` stands for.
     func result(_ code: CURLcode) -> Result<HTTPResponse, CurlError> {
-        guard code == CURLE_OK else { return .failure(error(code, "perform")) }
+        guard code == CURLE_OK else {
+            var failure = error(code, "perform")
+            // A failed rewind means libcurl wanted to send the body a second time: the first went out.
+            failure.requestSent = requestBytesSent > 0 || code == CURLE_SEND_FAIL_REWIND
+            return .failure(failure)
+        }
         var status = 0
         let info = ccurl_easy_getinfo_long(raw, CURLINFO_RESPONSE_CODE, &status)
         guard info == CURLE_OK else { return .failure(error(info, "getinfo")) }
         return .success(HTTPResponse(status: status, headers: box.headers, body: box.body))
+    }
+
+    /// Bytes of the request written to the server so far (`CURLINFO_REQUEST_SIZE`); 0 before the connection was up.
+    var requestBytesSent: Int {
+        var size = 0
+        return ccurl_easy_getinfo_long(raw, CURLINFO_REQUEST_SIZE, &size) == CURLE_OK ? size : 0
     }
 
     private func error(_ code: CURLcode, _ operation: String) -> CurlError {
@@ -148,10 +167,15 @@ final class CurlHandle {
 final class ResponseBox {
     var body = Data()
     var headers: [String: String] = [:]
+    /// The request body (owned by the handle) and how much of it libcurl has read.
+    var upload = UnsafeRawBufferPointer(start: nil, count: 0)
+    var uploaded = 0
 
     func reset() {
         body.removeAll(keepingCapacity: true)
         headers.removeAll(keepingCapacity: true)
+        upload = UnsafeRawBufferPointer(start: nil, count: 0)
+        uploaded = 0
     }
 
     /// Adds one header line as libcurl hands it over (with its CRLF), without building intermediate strings.
@@ -188,6 +212,21 @@ private func curlWriteBody(
     let box = Unmanaged<ResponseBox>.fromOpaque(userdata).takeUnretainedValue()
     box.body.append(UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: size * count)
     return size * count
+}
+
+private func curlReadBody(
+    _ buffer: UnsafeMutablePointer<CChar>?,
+    _ size: Int,
+    _ count: Int,
+    _ userdata: UnsafeMutableRawPointer?
+) -> Int {
+    guard let buffer, let userdata else { return 0 }
+    let box = Unmanaged<ResponseBox>.fromOpaque(userdata).takeUnretainedValue()
+    let length = min(size * count, box.upload.count - box.uploaded)
+    guard length > 0, let base = box.upload.baseAddress else { return 0 }
+    UnsafeMutableRawPointer(buffer).copyMemory(from: base + box.uploaded, byteCount: length)
+    box.uploaded += length
+    return length
 }
 
 private func curlWriteHeader(

@@ -17,6 +17,9 @@ public enum GatewayVerdict: Sendable, Equatable {
 public protocol Gateway: Sendable {
     /// A short name for logs, for example `sendgrid`; never a URL or a credential.
     var name: String { get }
+    /// Whether the gateway drops a message repeated with the same idempotency key. Only then may a message whose
+    /// request may have reached it be sent again blind; otherwise it is reconciled or settled by policy.
+    var isIdempotent: Bool { get }
     func request(for message: OutgoingMessage) -> HTTPRequest
     func verdict(for response: HTTPResponse) -> GatewayVerdict
 }

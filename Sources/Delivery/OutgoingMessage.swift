@@ -27,19 +27,44 @@ public enum FailureReason: String, Sendable, Codable, CaseIterable {
     case noConsent = "no_consent"
     case gatewayRefused = "gateway_refused"
     case retriesExhausted = "retries_exhausted"
+    /// The message may have gone out, nothing said whether it did, and the `on_unknown` policy is `skip`.
+    case deliveryUnconfirmed = "delivery_unconfirmed"
     case systemError = "system_error"
+}
+
+/// How a message whose fate was unknown was settled (`send_recipients.*_resolution`).
+public enum UnknownSettlement: String, Sendable, Equatable {
+    /// The provider's own records show it.
+    case foundAtProvider = "found_at_provider"
+    /// The provider's records do not show it, so it was sent again.
+    case notFoundResent = "not_found_resent"
+    /// The provider cannot be asked and the policy is `resend`.
+    case resentByPolicy = "resent_by_policy"
+    /// The provider cannot be asked and the policy is `skip`.
+    case skippedByPolicy = "skipped_by_policy"
+}
+
+/// What to do with a message that may have gone out, when its provider neither drops repeats nor can be asked.
+public enum UnknownPolicy: String, Sendable, Equatable, CaseIterable {
+    /// Send it again: the customer may get it twice.
+    case resend
+    /// Send nothing more: it fails as `delivery_unconfirmed`, and the customer may have got nothing.
+    case skip
 }
 
 /// The end of one message's delivery.
 public enum DeliveryOutcome: Sendable, Equatable {
-    /// The gateway accepted the message.
-    case sent(messageID: String?, segments: Int?, attempts: Int)
+    /// The gateway accepted the message (or its records showed it had, `settled` says so).
+    case sent(messageID: String?, segments: Int?, attempts: Int, settled: UnknownSettlement? = nil)
     /// The gateway refused it, or every attempt failed.
-    case failed(FailureReason, detail: String, attempts: Int)
+    case failed(FailureReason, detail: String, attempts: Int, settled: UnknownSettlement? = nil)
+    /// A request may have reached a gateway that does not drop repeats, and no answer says whether it did: the
+    /// message is reconciled or settled by policy later, never sent again blind.
+    case unknown(detail: String, attempts: Int)
 
     public var attempts: Int {
         switch self {
-        case .sent(_, _, let attempts), .failed(_, _, let attempts): return attempts
+        case .sent(_, _, let attempts, _), .failed(_, _, let attempts, _), .unknown(_, let attempts): return attempts
         }
     }
 }

@@ -8,6 +8,8 @@ import WireJSON
 public struct SendGridGateway: Gateway {
     public let endpoint: GatewayEndpoint
     public var name: String { "sendgrid" }
+    /// SendGrid's mail send has no idempotency key: a repeated request is a second email.
+    public var isIdempotent: Bool { false }
 
     /// - Parameter endpoint: `url` is the full mail-send URL, normally `https://api.sendgrid.com/v3/mail/send`;
     ///   `credential` is the API key.
@@ -120,6 +122,8 @@ public struct TwilioGateway: Gateway {
     public let endpoint: GatewayEndpoint
     public let accountSID: String
     public var name: String { "twilio" }
+    /// Twilio's `CreateMessage` declares no idempotency parameter: a repeated request is a second SMS, paid for.
+    public var isIdempotent: Bool { false }
 
     /// - Parameters:
     ///   - endpoint: `url` is the API base, normally `https://api.twilio.com`; `credential` is the auth token;
@@ -134,18 +138,15 @@ public struct TwilioGateway: Gateway {
         guard case .sms(let text) = message.content else {
             preconditionFailure("TwilioGateway given a non-SMS message")
         }
-        var base = endpoint.url
-        while base.hasSuffix("/") { base.removeLast() }
         let sender = Self.isMessagingServiceSID(endpoint.from) ? "MessagingServiceSid" : "From"
         let form = [("To", message.to), (sender, endpoint.from), ("Body", text)]
             .map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }
             .joined(separator: "&")
-        let basic = Data("\(accountSID):\(endpoint.credential)".utf8).base64EncodedString()
         return HTTPRequest(
             method: "POST",
-            url: "\(base)/2010-04-01/Accounts/\(accountSID)/Messages.json",
+            url: messagesURL,
             headers: [
-                ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", "Basic \(basic)"),
+                ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", "Basic \(basicCredential)"),
                 ("I-Twilio-Idempotency-Token", message.idempotencyKey),
             ],
             body: Data(form.utf8),
@@ -170,6 +171,18 @@ public struct TwilioGateway: Gateway {
             }
         )
     }
+
+    /// The API base without a trailing slash.
+    var apiBase: String {
+        var base = endpoint.url
+        while base.hasSuffix("/") { base.removeLast() }
+        return base
+    }
+
+    /// The account's Messages list: messages are created by `POST` to it and listed by `GET`.
+    var messagesURL: String { "\(apiBase)/2010-04-01/Accounts/\(accountSID)/Messages.json" }
+
+    var basicCredential: String { Data("\(accountSID):\(endpoint.credential)".utf8).base64EncodedString() }
 
     /// Whether `text` is an account SID as Twilio's API description defines it: `^AC[0-9a-fA-F]{32}$`.
     public static func isAccountSID(_ text: String) -> Bool { isSID(text, prefix: "AC") }

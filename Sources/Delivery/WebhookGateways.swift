@@ -9,6 +9,8 @@ import WireJSON
 public struct WebhookEmailGateway: Gateway {
     public let endpoint: GatewayEndpoint
     public var name: String { "email-webhook" }
+    /// The webhook contract: a repeated `Idempotency-Key` is answered as the first request and not delivered again.
+    public var isIdempotent: Bool { true }
 
     public init(endpoint: GatewayEndpoint) { self.endpoint = endpoint }
 
@@ -83,6 +85,8 @@ extension WebhookEmailGateway: BatchEmailGateway {
 public struct WebhookSMSGateway: Gateway {
     public let endpoint: GatewayEndpoint
     public var name: String { "sms-webhook" }
+    /// The webhook contract: a repeated `Idempotency-Key` is answered as the first request and not delivered again.
+    public var isIdempotent: Bool { true }
 
     public init(endpoint: GatewayEndpoint) { self.endpoint = endpoint }
 

@@ -26,11 +26,18 @@ struct BatchDispatch {
         for (index, recipient) in prepared.enumerated() {
             if let request = recipient.email, let email {
                 collector.expect()
-                email.dispatch(request, cancellation: cancellation) { collector.set(index, email: $0) }
+                email.dispatch(request, unknown: recipient.emailUnknown, cancellation: cancellation) {
+                    collector.set(index, email: $0)
+                }
             }
             if let request = recipient.sms, let sms {
                 collector.expect()
-                sms.dispatch(request, cancellation: cancellation) { collector.set(index, sms: $0) }
+                sms.dispatch(
+                    request,
+                    probe: recipient.smsProbe,
+                    unknown: recipient.smsUnknown,
+                    cancellation: cancellation
+                ) { collector.set(index, sms: $0) }
             }
         }
         collector.sealed()
@@ -47,11 +54,27 @@ struct BatchDispatch {
         collector: OutcomeCollector
     ) {
         for withName in [true, false] {
+            let content = message.emailTemplate(withName: withName)
+            // A recipient whose email may already have gone out is settled alone, before anything is sent again.
             let indices = prepared.indices.filter {
-                prepared[$0].emailBatch != nil && prepared[$0].emailHasName == withName
+                prepared[$0].emailBatch != nil && prepared[$0].emailHasName == withName && !prepared[$0].emailUnknown
+            }
+            for index in prepared.indices
+            where prepared[index].emailUnknown && prepared[index].emailHasName == withName {
+                guard let recipient = prepared[index].emailBatch else { continue }
+                collector.expect()
+                let request = gateway.batchRequest(
+                    subject: content.subject,
+                    html: content.html,
+                    text: content.text,
+                    recipients: [recipient],
+                    idempotencyKey: recipient.idempotencyKey
+                )
+                dispatcher.dispatch(request, unknown: true, cancellation: cancellation) {
+                    collector.set(index, email: $0)
+                }
             }
             guard !indices.isEmpty else { continue }
-            let content = message.emailTemplate(withName: withName)
             for start in stride(from: 0, to: indices.count, by: dispatcher.recipientsPerRequest) {
                 let chunk = Array(indices[start..<min(start + dispatcher.recipientsPerRequest, indices.count)])
                 let first = prepared[chunk[0]].customerID
@@ -70,7 +93,7 @@ struct BatchDispatch {
                 dispatcher.dispatch(request(chunk, key: key), cancellation: cancellation) { outcome in
                     // A provider refuses a whole request for one bad recipient (SendGrid answers 400 for a malformed
                     // address): each recipient then goes alone, so only the bad one fails.
-                    guard chunk.count > 1, case .failed(.gatewayRefused, _, _) = outcome else {
+                    guard chunk.count > 1, case .failed(.gatewayRefused, _, _, _) = outcome else {
                         for index in chunk { collector.set(index, email: outcome) }
                         return
                     }

@@ -14,6 +14,8 @@ struct BatchOutcomes {
         return prepared.enumerated().map { index, recipient in
             var outcome = RecipientOutcome(customerID: recipient.customerID)
             outcome.tokenHashHex = recipient.tokenHashHex
+            outcome.emailWasUnknown = recipient.emailUnknown
+            outcome.smsWasUnknown = recipient.smsUnknown
             let (email, sms) = collector.outcomes(index)
             if let email {
                 Self.apply(
@@ -21,7 +23,8 @@ struct BatchOutcomes {
                     status: &outcome.emailStatus,
                     error: &outcome.emailError,
                     id: &outcome.emailMessageID,
-                    attempts: &outcome.emailAttempts
+                    attempts: &outcome.emailAttempts,
+                    resolution: &outcome.emailResolution
                 )
             }
             if let sms {
@@ -30,9 +33,10 @@ struct BatchOutcomes {
                     status: &outcome.smsStatus,
                     error: &outcome.smsError,
                     id: &outcome.smsMessageID,
-                    attempts: &outcome.smsAttempts
+                    attempts: &outcome.smsAttempts,
+                    resolution: &outcome.smsResolution
                 )
-                if case .sent(_, let reported, _) = sms {
+                if case .sent(_, let reported, _, _) = sms {
                     let segments = reported ?? recipient.smsSegments ?? 1
                     outcome.smsSegments = segments
                     outcome.smsCost = price.map { $0 * Decimal(segments) }
@@ -47,19 +51,26 @@ struct BatchOutcomes {
         status: inout ChannelStatus?,
         error: inout String?,
         id: inout String?,
-        attempts: inout Int
+        attempts: inout Int,
+        resolution: inout UnknownResolution?
     ) {
         switch outcome {
-        case .sent(let messageID, _, let count):
+        case .sent(let messageID, _, let count, let settled):
             status = .sent
             id = messageID
             attempts = count
-        case .failed(.systemError, _, let count):
-            // Abandoned at shutdown: the channel stays pending and is sent again, with the same key, later.
+            resolution = settled.flatMap { UnknownResolution(rawValue: $0.rawValue) }
+        case .failed(.systemError, _, let count, _):
+            // Abandoned before its request could reach the gateway: the channel stays as it was (pending, or
+            // unknown) and is taken up again later.
             attempts = count
-        case .failed(let reason, _, let count):
+        case .failed(let reason, _, let count, let settled):
             status = .failed
             error = reason.rawValue
+            attempts = count
+            resolution = settled.flatMap { UnknownResolution(rawValue: $0.rawValue) }
+        case .unknown(_, let count):
+            status = .unknown
             attempts = count
         }
     }

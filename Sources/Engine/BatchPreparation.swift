@@ -18,6 +18,11 @@ struct PreparedRecipient: Sendable {
     var emailHasName = false
     var sms: HTTPRequest?
     var smsSegments: Int?
+    /// Channels whose message may already have gone out: settled before anything is sent again.
+    var emailUnknown = false
+    var smsUnknown = false
+    /// What finds the SMS in the provider's records, on a gateway that keeps them (``ReconcilingGateway``).
+    var smsProbe: DeliveryProbe?
 }
 
 /// Issues claim links and renders messages for a batch on a bounded number of Dispatch threads.
@@ -32,6 +37,8 @@ struct BatchPreparation: Sendable {
     let threads: Int
     let emailGateway: GatewayDispatcher?
     let smsGateway: GatewayDispatcher?
+    /// No later than the send's first message: its scheduled hour.
+    let sendStartedBy: Date
 
     func prepare(_ batch: [PendingRecipient]) -> [PreparedRecipient] {
         guard !batch.isEmpty else { return [] }
@@ -57,6 +64,8 @@ struct BatchPreparation: Sendable {
             customerID: recipient.customerID,
             tokenHashHex: ClaimTokenIssuer.hash(token).hexString
         )
+        prepared.emailUnknown = recipient.emailUnknown
+        prepared.smsUnknown = recipient.smsUnknown
         let batchEmail = emailGateway?.batchGateway != nil
         let sendsEmail = recipient.emailPending && recipient.email != nil && emailGateway != nil
         let sendsSMS = recipient.smsPending && recipient.mobile != nil && smsGateway != nil
@@ -101,6 +110,10 @@ struct BatchPreparation: Sendable {
                 )
             )
             prepared.smsSegments = rendered.smsSegments.count
+            if gateway.gateway is any ReconcilingGateway {
+                // The token is in the text and in no other message; the send's hour is before its first attempt.
+                prepared.smsProbe = DeliveryProbe(to: number, marker: token, since: sendStartedBy)
+            }
         }
         return prepared
     }

@@ -66,9 +66,13 @@ struct MerchantNotice {
         case .sent:
             try store.recordNotice(sendID: send.id, sent: true, error: nil)
             logger.info("merchant notice sent", metadata: ["report.link": "\(reportLink != nil)"])
-        case .failed(.systemError, _, _), nil:
+        case .failed(.systemError, _, _, _), nil:
             logger.notice("merchant notice left for later")
-        case .failed(let reason, let detail, _):
+        case .unknown(let detail, _):
+            // It may have gone out: sending it again could be a second notice.
+            try store.recordNotice(sendID: send.id, sent: false, error: FailureReason.deliveryUnconfirmed.rawValue)
+            logger.warning("merchant notice unconfirmed", metadata: ["detail": "\(detail)"])
+        case .failed(let reason, let detail, _, _):
             try store.recordNotice(sendID: send.id, sent: false, error: reason.rawValue)
             logger.warning("merchant notice failed", metadata: ["reason": "\(reason.rawValue)", "detail": "\(detail)"])
         }

@@ -46,10 +46,17 @@ final class OutcomeCollector: Sendable {
         if complete { done.signal() }
     }
 
-    /// Waits up to `seconds` for the last outcome; `true` when all are in.
+    /// Waits up to `seconds` for the last outcome; `true` when all are in. Returns at once, and again, once they
+    /// are.
     func wait(seconds: Double) -> Bool {
-        done.wait(timeout: .now() + seconds) == .success
+        if isComplete { return true }
+        guard done.wait(timeout: .now() + seconds) == .success else { return false }
+        // Whoever waits next (the salvage after a lost connection) must not wait for a signal already taken.
+        done.signal()
+        return true
     }
+
+    private var isComplete: Bool { state.withLock { $0.sealed && $0.outstanding == 0 } }
 
     func outcomes(_ index: Int) -> (email: DeliveryOutcome?, sms: DeliveryOutcome?) {
         state.withLock { ($0.email[index], $0.sms[index]) }

@@ -8,6 +8,9 @@ import Signing
 import Storage
 import Synchronization
 
+/// The send was handed back after a database error, with what it had recorded.
+private struct HandedBack: Error {}
+
 /// Works on one send from claim to notice, on a thread and a database connection of its own.
 ///
 /// A database error that may pass (``PostgresError/isTransient``) abandons the send: its lease runs out and any
@@ -97,6 +100,8 @@ final class SendWorker: Sendable {
             try notice.send(for: send, store: store, logger: logger)
             try store.releaseLease(sendID: sendID)
             return true
+        } catch is HandedBack {
+            // The salvage logged it; the send is free for any instance.
         } catch let error as LeaseLost {
             logger.warning("stopped working on send", metadata: ["reason": "\(error)"])
         } catch let error as PostgresError where error.isTransient {
@@ -170,8 +175,23 @@ final class SendWorker: Sendable {
             ),
             threads: settings.preparationThreads,
             emailGateway: dependencies.email,
-            smsGateway: dependencies.sms
+            smsGateway: dependencies.sms,
+            sendStartedBy: send.scheduledAt
         )
+        let inFlightStore = InFlightStore(connection: store.connection, owner: send.leaseHolder)
+        // Messages a crashed or cut-off holder had out may have gone: on a gateway that does not drop repeats they
+        // are looked up or settled by policy, never sent again blind.
+        let unknown = try inFlightStore.markInFlightUnknown(
+            sendID: send.id,
+            email: dependencies.email.map { !$0.gateway.isIdempotent } ?? false,
+            sms: dependencies.sms.map { !$0.gateway.isIdempotent } ?? false
+        )
+        if unknown > 0 {
+            logger.notice(
+                "messages the previous holder had out are unknown; settling them",
+                metadata: ["messages": "\(unknown)"]
+            )
+        }
         if let summary = try SendStore(connection: store.connection).send(id: send.id) {
             engine.progress.begin(
                 sendID: send.id,
@@ -181,7 +201,6 @@ final class SendWorker: Sendable {
             )
         }
         defer { engine.progress.end(sendID: send.id) }
-        var lastProgressLog = Date()
         let feeder = BatchFeeder(
             send: send,
             owner: send.leaseHolder,
@@ -195,6 +214,44 @@ final class SendWorker: Sendable {
         // and the feeder prepares the ones after them.
         var inFlight: [InFlightBatch] = []
         var exhausted = false
+        do {
+            try deliverBatches(
+                send,
+                store: store,
+                inFlightStore: inFlightStore,
+                feeder: feeder,
+                dispatch: dispatch,
+                preparation: preparation,
+                inFlight: &inFlight,
+                exhausted: &exhausted,
+                logger: logger
+            )
+        } catch let error as PostgresError where error.isTransient {
+            try salvage(inFlight, of: send, after: error, logger: logger)
+        }
+        if stop.isRequested { return false }
+        guard try store.finish(sendID: send.id) else { return false }
+        let summary = try SendStore(connection: store.connection).send(id: send.id)
+        logger.notice(
+            "send done",
+            metadata: ["sent": "\(summary?.sentCount ?? 0)", "failed": "\(summary?.failedCount ?? 0)"]
+        )
+        return true
+    }
+
+    /// The send loop: keeps up to `batchesInFlight` batches with the gateways and records each as it completes.
+    private func deliverBatches(
+        _ send: ClaimedSend,
+        store: EngineStore,
+        inFlightStore: InFlightStore,
+        feeder: BatchFeeder,
+        dispatch: BatchDispatch,
+        preparation: BatchPreparation,
+        inFlight: inout [InFlightBatch],
+        exhausted: inout Bool,
+        logger: Logger
+    ) throws {
+        var lastProgressLog = Date()
         while !stop.isRequested || !inFlight.isEmpty {
             fill: while !exhausted, !stop.isRequested, inFlight.count < settings.batchesInFlight {
                 // With batches out, recording the oldest is worth more than waiting for the next to be prepared.
@@ -202,12 +259,17 @@ final class SendWorker: Sendable {
                 case nil: break fill
                 case .end: exhausted = true
                 case .failure(let error): throw error
-                case .batch(let prepared): inFlight.append(dispatch.submit(prepared, message: preparation.message))
+                case .batch(let prepared):
+                    if let last = prepared.last?.customerID {
+                        try inFlightStore.noteDispatched(sendID: send.id, through: last)
+                    }
+                    inFlight.append(dispatch.submit(prepared, message: preparation.message))
                 }
             }
-            guard !inFlight.isEmpty else { break }
-            let outcomes = try collect(inFlight.removeFirst(), store: store)
+            guard let oldest = inFlight.first else { break }
+            let outcomes = try collect(oldest, store: store)
             let (sent, failed) = try store.record(sendID: send.id, outcomes: outcomes)
+            inFlight.removeFirst()
             engine.progress.add(
                 sendID: send.id,
                 sent: sent,
@@ -227,16 +289,52 @@ final class SendWorker: Sendable {
                 lastProgressLog = Date()
             }
         }
-        if stop.isRequested { return false }
-        guard try store.finish(sendID: send.id) else { return false }
-        let summary = try SendStore(connection: store.connection).send(id: send.id)
-        logger.notice(
-            "send done",
-            metadata: ["sent": "\(summary?.sentCount ?? 0)", "failed": "\(summary?.failedCount ?? 0)"]
-        )
-        return true
     }
 
+    /// After the database went away mid-send: stops the send's requests, and records what came back (unknown
+    /// included) through a new connection if the lease is still ours, then hands the send back so that it is taken
+    /// up at once instead of when its lease runs out. Throws `error` again in the end (or what the salvage met).
+    private func salvage(
+        _ inFlight: [InFlightBatch],
+        of send: ClaimedSend,
+        after error: PostgresError,
+        logger: Logger
+    ) throws -> Never {
+        dependencies.email?.cancel(cancellation)
+        dependencies.sms?.cancel(cancellation)
+        for batch in inFlight { _ = batch.collector.wait(seconds: 30) }
+        let deadline = Date().addingTimeInterval(Double(settings.leaseSeconds) / 2)
+        var delay = 0.2
+        while Date() < deadline {
+            do {
+                let connection = try dependencies.connect()
+                defer { connection.close() }
+                let store = EngineStore(
+                    connection: connection,
+                    owner: settings.instanceName,
+                    leaseSeconds: settings.leaseSeconds
+                ).holding(send)
+                var recorded = 0
+                for batch in inFlight {
+                    let outcomes = BatchOutcomes(smsPricePerSegment: settings.smsPricePerSegment).rows(for: batch)
+                    try store.record(sendID: send.id, outcomes: outcomes)
+                    recorded += outcomes.count
+                }
+                try store.releaseLease(sendID: send.id)
+                logger.notice(
+                    "database back: recorded the outcomes held and handed the send back",
+                    metadata: ["recipients": "\(recorded)", "error": "\(error)"]
+                )
+                throw HandedBack()
+            } catch let lost as LeaseLost {
+                throw lost
+            } catch let failure as PostgresError where failure.isTransient {
+                Thread.sleep(forTimeInterval: delay)
+                delay = min(delay * 2, 5)
+            }
+        }
+        throw error
+    }
     /// Waits for every outcome of a batch, renewing the lease meanwhile, and turns them into rows to record.
     private func collect(_ batch: InFlightBatch, store: EngineStore) throws -> [RecipientOutcome] {
         while !batch.collector.wait(seconds: max(1, settings.leaseSeconds / 3)) {

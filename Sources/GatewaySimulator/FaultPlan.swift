@@ -11,6 +11,12 @@ public struct FaultPlan: Sendable, Codable, Equatable {
     public var delayMilliseconds: Int = 0
     /// Share of requests whose connection is dropped after the headers, without a complete answer.
     public var dropRate: Double = 0
+    /// Share of requests delivered and then left unanswered (the connection is dropped): the answer is lost after
+    /// the message went out, as when a provider times out or a network path breaks at the wrong moment.
+    public var lostAnswerRate: Double = 0
+    /// Behave as SendGrid and Twilio do: a repeated idempotency key is delivered again, and counted as a
+    /// duplicate a customer really got (``SimulatorStats/redelivered``).
+    public var nonIdempotent = false
     /// Every message fails with 503 on its first `failFirstAttempts` attempts (counted per idempotency key), then
     /// succeeds: retries, deterministically.
     public var failFirstAttempts: Int = 0
@@ -26,6 +32,7 @@ public struct FaultPlan: Sendable, Codable, Equatable {
         case retryAfterSeconds = "retry_after_seconds", delayRate = "delay_rate"
         case delayMilliseconds = "delay_milliseconds", dropRate = "drop_rate", failFirstAttempts = "fail_first_attempts"
         case refuse, invalidNumbers = "invalid_numbers"
+        case lostAnswerRate = "lost_answer_rate", nonIdempotent = "non_idempotent"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -37,6 +44,8 @@ public struct FaultPlan: Sendable, Codable, Equatable {
         delayRate = try container.decodeIfPresent(Double.self, forKey: .delayRate) ?? 0
         delayMilliseconds = try container.decodeIfPresent(Int.self, forKey: .delayMilliseconds) ?? 0
         dropRate = try container.decodeIfPresent(Double.self, forKey: .dropRate) ?? 0
+        lostAnswerRate = try container.decodeIfPresent(Double.self, forKey: .lostAnswerRate) ?? 0
+        nonIdempotent = try container.decodeIfPresent(Bool.self, forKey: .nonIdempotent) ?? false
         failFirstAttempts = try container.decodeIfPresent(Int.self, forKey: .failFirstAttempts) ?? 0
         refuse = try container.decodeIfPresent([String].self, forKey: .refuse) ?? []
         invalidNumbers = try container.decodeIfPresent([String].self, forKey: .invalidNumbers) ?? []

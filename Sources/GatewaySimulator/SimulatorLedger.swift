@@ -1,3 +1,4 @@
+public import Foundation
 import Synchronization
 
 /// One message the simulator accepted.
@@ -15,10 +16,12 @@ public struct AcceptedMessage: Sendable, Codable, Equatable {
     public var text: String
     /// Times the same idempotency key came again after it was accepted.
     public var repeats: Int
+    /// When it was accepted.
+    public var acceptedAt = Date()
 
     enum CodingKeys: String, CodingKey {
         case id, channel, api, to, subject, text, repeats
-        case idempotencyKey = "idempotency_key"
+        case idempotencyKey = "idempotency_key", acceptedAt = "accepted_at"
     }
 }
 
@@ -28,6 +31,13 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
     public var accepted = 0
     /// Requests that repeated an accepted idempotency key (answered as the first one, not delivered again).
     public var duplicates = 0
+    /// With ``FaultPlan/nonIdempotent``: requests that repeated a delivered key and were delivered again, as SendGrid
+    /// and Twilio would. Each is a message a customer got twice.
+    public var redelivered = 0
+    /// Requests whose message was delivered and whose answer was then lost (``FaultPlan/lostAnswerRate``).
+    public var lostAnswers = 0
+    /// Reads of the Twilio-style message list.
+    public var listings = 0
     /// Recipients that received more than one distinct message on one channel.
     public var recipientsWithSeveralMessages = 0
     public var refused = 0
@@ -42,6 +52,7 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
         case recipientsWithSeveralMessages = "recipients_with_several_messages"
         case injectedErrors = "injected_errors", injectedRateLimits = "injected_rate_limits"
         case injectedDelays = "injected_delays", injectedDrops = "injected_drops"
+        case redelivered, lostAnswers = "lost_answers", listings
     }
 }
 
@@ -54,6 +65,8 @@ final class SimulatorLedger: Sendable {
         var indexByKey: [String: Int] = [:]
         var attemptsByKey: [String: Int] = [:]
         var messagesPerRecipient: [String: Int] = [:]
+        /// Indexes into `messages` per channel and recipient, for the Twilio-style list.
+        var indexesByRecipient: [String: [Int]] = [:]
     }
 
     private let state = Mutex(State())
@@ -95,21 +108,37 @@ final class SimulatorLedger: Sendable {
         }
     }
 
-    /// Records a message unless its key was accepted before; returns the id to answer with.
+    /// Records a message unless its key was accepted before (and the plan honours keys); returns the id to answer
+    /// with.
     func accept(_ message: AcceptedMessage) -> String {
         state.withLock { state in
             if let index = state.indexByKey[message.idempotencyKey] {
                 state.messages[index].repeats += 1
-                state.stats.duplicates += 1
-                return state.messages[index].id
+                guard state.plan.nonIdempotent else {
+                    state.stats.duplicates += 1
+                    return state.messages[index].id
+                }
+                state.stats.redelivered += 1
+            } else {
+                state.indexByKey[message.idempotencyKey] = state.messages.count
+                state.stats.accepted += 1
             }
-            state.indexByKey[message.idempotencyKey] = state.messages.count
-            state.messages.append(message)
-            state.stats.accepted += 1
             let recipient = message.channel + ":" + message.to
+            state.indexesByRecipient[recipient, default: []].append(state.messages.count)
+            state.messages.append(message)
             state.messagesPerRecipient[recipient, default: 0] += 1
             if state.messagesPerRecipient[recipient] == 2 { state.stats.recipientsWithSeveralMessages += 1 }
             return message.id
+        }
+    }
+}
+
+extension SimulatorLedger {
+    /// The messages delivered to `to` on `channel`, newest first, as Twilio lists them.
+    func messages(channel: String, to: String) -> [AcceptedMessage] {
+        state.withLock { state in
+            state.stats.listings += 1
+            return (state.indexesByRecipient[channel + ":" + to] ?? []).reversed().map { state.messages[$0] }
         }
     }
 }

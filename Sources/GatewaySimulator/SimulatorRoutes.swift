@@ -118,6 +118,8 @@ enum SimulatorRoutes {
                     $0.object(["sid": id, "status": "queued", "num_segments": String(segments)])
                 }
             }
+        case (.GET, _) where path.hasPrefix("/2010-04-01/Accounts/") && path.hasSuffix("/Messages.json"):
+            return (twilioList(ledger, query: query), nil)
         case (.GET, "/stats"):
             return (.encoded(ledger.stats), nil)
         case (.GET, "/messages"):
@@ -181,6 +183,7 @@ enum SimulatorRoutes {
                 repeats: 0
             )
         )
+        if let lost = lostAnswer(ledger) { return (lost, delay) }
         return (accepted(id, smsSegments(text)), delay)
     }
 
@@ -236,7 +239,36 @@ enum SimulatorRoutes {
                 )
             )
         }
+        if let lost = lostAnswer(ledger) { return (lost, delay) }
         return (accepted(batchID, 1), delay)
+    }
+
+    /// A dropped connection for a request whose message went out, when the plan loses this answer.
+    private static func lostAnswer(_ ledger: SimulatorLedger) -> SimulatorReply? {
+        guard Double.random(in: 0..<1) < ledger.plan.lostAnswerRate else { return nil }
+        ledger.count { $0.lostAnswers += 1 }
+        return .drop
+    }
+
+    /// Twilio's message list for one number (`GET .../Messages.json?To=...`), newest first, in one page.
+    private static func twilioList(_ ledger: SimulatorLedger, query: String) -> SimulatorReply {
+        let to = formFields(Data(query.utf8))["To"] ?? ""
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
+        let messages = ledger.messages(channel: "sms", to: to).filter { $0.api == "twilio" }
+        return .json { body in
+            body.raw(#"{"messages":["#)
+            for (index, message) in messages.enumerated() {
+                if index > 0 { body.raw(",") }
+                body.object([
+                    "sid": message.id, "to": message.to, "body": message.text, "status": "sent",
+                    "date_created": formatter.string(from: message.acceptedAt),
+                ])
+            }
+            body.raw(#"],"next_page_uri":null}"#)
+        }
     }
 
     /// The fault plan's verdict on one request: the reply when a fault hits it (`nil` when it goes on), and the

@@ -40,6 +40,12 @@ public struct RecipientOutcome: Sendable {
     public var smsAttempts: Int
     public var smsSegments: Int?
     public var smsCost: Decimal?
+    /// How an unknown outcome of the channel was settled in this batch, when it was.
+    public var emailResolution: UnknownResolution?
+    public var smsResolution: UnknownResolution?
+    /// Whether the channel was unknown when the batch was read: settling it takes it off the send's unknown count.
+    public var emailWasUnknown = false
+    public var smsWasUnknown = false
     /// SHA-256 of the customer's claim token in hex, stored with the outcome so that the link works from then on.
     public var tokenHashHex: String?
 
@@ -47,6 +53,28 @@ public struct RecipientOutcome: Sendable {
         self.customerID = customerID
         emailAttempts = 0
         smsAttempts = 0
+    }
+}
+
+/// How a batch's outcomes move a send's unknown and reconciled counts.
+struct UnknownTally {
+    /// Channels unknown after the batch, less those unknown before it (negative when more were settled).
+    var added = 0
+    /// Channels whose unknown outcome was settled.
+    var settled = 0
+
+    init(_ outcomes: [RecipientOutcome]) {
+        for outcome in outcomes {
+            for (status, was, resolution) in [
+                (outcome.emailStatus, outcome.emailWasUnknown, outcome.emailResolution),
+                (outcome.smsStatus, outcome.smsWasUnknown, outcome.smsResolution),
+            ] {
+                // A channel recorded without a status keeps the one it had.
+                let unknownAfter = status == .unknown || (status == nil && was)
+                added += (unknownAfter ? 1 : 0) - (was ? 1 : 0)
+                if resolution != nil { settled += 1 }
+            }
+        }
     }
 }
 
@@ -367,6 +395,8 @@ public struct EngineStore {
                     sms_attempts = r.sms_attempts + v.sms_attempts,
                     sms_segments = coalesce(v.sms_segments, r.sms_segments),
                     sms_cost = coalesce(v.sms_cost, r.sms_cost),
+                    email_resolution = coalesce(v.email_resolution, r.email_resolution),
+                    sms_resolution = coalesce(v.sms_resolution, r.sms_resolution),
                     token_hash = coalesce(decode(v.token_hash, 'hex'), r.token_hash)
                 FROM unnest(
                     \(outcomes.map(\.customerID))::bigint[],
@@ -375,12 +405,14 @@ public struct EngineStore {
                     \(outcomes.map(\.smsStatus))::text[], \(outcomes.map(\.smsError))::text[],
                     \(outcomes.map(\.smsMessageID))::text[], \(outcomes.map(\.smsAttempts))::int[],
                     \(outcomes.map(\.smsSegments))::int[], \(outcomes.map(\.smsCost))::numeric[],
-                    \(outcomes.map(\.tokenHashHex))::text[]
+                    \(outcomes.map(\.tokenHashHex))::text[],
+                    \(outcomes.map(\.emailResolution))::text[], \(outcomes.map(\.smsResolution))::text[]
                 ) AS v(customer_id, email_status, email_error, email_message_id, email_attempts,
-                       sms_status, sms_error, sms_message_id, sms_attempts, sms_segments, sms_cost, token_hash)
+                       sms_status, sms_error, sms_message_id, sms_attempts, sms_segments, sms_cost, token_hash,
+                       email_resolution, sms_resolution)
                 WHERE r.send_id = \(sendID) AND r.customer_id = v.customer_id
                   AND r.customer_id BETWEEN \(lowest) AND \(highest)
-                  AND (r.email_status = 'pending' OR r.sms_status = 'pending')
+                  AND (r.email_status IN ('pending', 'unknown') OR r.sms_status IN ('pending', 'unknown'))
                 RETURNING r.email_status, r.sms_status, v.sms_segments, v.sms_cost
                 """
             )
@@ -393,13 +425,16 @@ public struct EngineStore {
                 let sms = try row.decode("sms_status", as: ChannelStatus?.self)
                 segments += try row.decode("sms_segments", as: Int?.self) ?? 0
                 cost += try row.decode("sms_cost", as: Decimal?.self) ?? 0
-                if email == .pending || sms == .pending { continue }
+                if email == .pending || sms == .pending || email == .unknown || sms == .unknown { continue }
                 if email == .sent || sms == .sent { sent += 1 } else { failed += 1 }
             }
+            let unknown = UnknownTally(outcomes)
             let updated = try connection.execute(
                 """
                 UPDATE coupond.sends SET sent_count = sent_count + \(sent), failed_count = failed_count + \(failed),
                     sms_segments = sms_segments + \(segments), sms_cost = sms_cost + \(cost),
+                    unknown_count = unknown_count + \(unknown.added),
+                    reconciled_count = reconciled_count + \(unknown.settled),
                     lease_expires_at = now() + \(lease)::interval, heartbeat_at = now()
                 WHERE id = \(sendID) AND lease_owner = \(owner)
                 """
@@ -420,7 +455,8 @@ public struct EngineStore {
             WHERE id = \(sendID) AND lease_owner = \(owner) AND status = 'sending' AND recipients_after IS NULL
               AND NOT EXISTS (
                   SELECT 1 FROM coupond.send_recipients
-                  WHERE send_id = \(sendID) AND (email_status = 'pending' OR sms_status = 'pending'))
+                  WHERE send_id = \(sendID)
+                    AND (email_status IN ('pending', 'unknown') OR sms_status IN ('pending', 'unknown')))
             """
         ) == 1
     }

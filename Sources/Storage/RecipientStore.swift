@@ -6,8 +6,13 @@ public struct PendingRecipient: Sendable {
     public var name: String?
     public var email: String?
     public var mobile: String?
+    /// Whether the channel is still to be sent (or settled, when unknown).
     public var emailPending: Bool
     public var smsPending: Bool
+    /// Whether the channel's message may already have gone out (``ChannelStatus/unknown``): it is reconciled or
+    /// settled by policy before anything is sent again.
+    public var emailUnknown = false
+    public var smsUnknown = false
 }
 
 /// A send's recipient list: written part by part while the send goes, and read back after a restart.
@@ -117,7 +122,7 @@ public struct RecipientStore {
         }
     }
 
-    /// The next recipients with a pending channel after `customerID`, in customer order: a keyset page read along
+    /// The next recipients with a pending or unknown channel after `customerID`, in customer order: a keyset page read along
     /// the primary key, which stops after `limit` rows (``pendingRecipientsPlan(sendID:after:limit:)`` shows it).
     public func pendingRecipients(sendID: Int64, after customerID: Int64, limit: Int) throws -> [PendingRecipient] {
         try connection.query(Self.pendingRecipientsQuery(sendID: sendID, after: customerID, limit: limit)).map { row in
@@ -127,7 +132,9 @@ public struct RecipientStore {
                 email: try row.decode("email", as: String?.self),
                 mobile: try row.decode("mobile", as: String?.self),
                 emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
-                smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false
+                smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false,
+                emailUnknown: row["email_status"] == ChannelStatus.unknown.rawValue,
+                smsUnknown: row["sms_status"] == ChannelStatus.unknown.rawValue
             )
         }
     }
@@ -141,11 +148,11 @@ public struct RecipientStore {
 
     static func pendingRecipientsQuery(sendID: Int64, after customerID: Int64, limit: Int) -> PostgresQuery {
         """
-        SELECT customer_id, name, email, mobile,
-               email_status = 'pending' AS email_pending, sms_status = 'pending' AS sms_pending
+        SELECT customer_id, name, email, mobile, email_status, sms_status,
+               email_status IN ('pending', 'unknown') AS email_pending, sms_status IN ('pending', 'unknown') AS sms_pending
         FROM coupond.send_recipients
         WHERE send_id = \(sendID) AND customer_id > \(customerID)
-          AND (email_status = 'pending' OR sms_status = 'pending')
+          AND (email_status IN ('pending', 'unknown') OR sms_status IN ('pending', 'unknown'))
         ORDER BY send_id, customer_id
         LIMIT \(limit)
         """

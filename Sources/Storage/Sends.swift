@@ -54,6 +54,10 @@ public struct SendSummary: Sendable, Codable, Equatable {
     public var createdAt: Date
     public var startedAt: Date?
     public var finishedAt: Date?
+    /// Messages that may have gone out and are not yet settled (reconciled, or decided by the `on_unknown` policy).
+    public var unknownCount: Int
+    /// Messages whose unknown outcome was settled.
+    public var reconciledCount: Int
 
     init(row: PostgresRow) throws {
         sendID = try row.decode("send_id")
@@ -80,6 +84,8 @@ public struct SendSummary: Sendable, Codable, Equatable {
         createdAt = try row.decode("created_at")
         startedAt = try row.decode("started_at", as: Date?.self)
         finishedAt = try row.decode("finished_at", as: Date?.self)
+        unknownCount = try row.decode("unknown_count")
+        reconciledCount = try row.decode("reconciled_count")
     }
 }
 

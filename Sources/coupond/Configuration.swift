@@ -21,6 +21,11 @@ struct Configuration {
         var retryBudget = 15.0 * 60
         /// Email only: recipients per request for a gateway that takes many (SendGrid: up to 1,000).
         var recipientsPerRequest = 1
+        /// What happens to a message that may have gone out, where the provider neither drops repeats nor can be
+        /// asked (SendGrid): `skip` fails it as delivery unconfirmed, `resend` sends it again.
+        var onUnknown = "skip"
+        /// Seconds between an unanswered request and the lookup of its message in the provider's records (Twilio).
+        var reconcileAfter = 10.0
     }
 
     var databaseURL: String?
@@ -55,11 +60,12 @@ struct Configuration {
         ],
         "email": [
             "provider", "url", "from", "credential_file", "rate_per_second", "connect_timeout_seconds",
-            "timeout_seconds", "max_attempts", "retry_budget_seconds", "recipients_per_request",
+            "timeout_seconds", "max_attempts", "retry_budget_seconds", "recipients_per_request", "on_unknown",
         ],
         "sms": [
             "provider", "url", "from", "account_sid", "credential_file", "rate_per_second",
             "connect_timeout_seconds", "timeout_seconds", "max_attempts", "retry_budget_seconds", "price_per_segment",
+            "on_unknown", "reconcile_after_seconds",
         ],
         "links": ["public_base_url", "claim_key_file", "report_key_file"],
     ]
@@ -112,6 +118,11 @@ struct Configuration {
             gateway.maxAttempts = try settings.integer("\(channel).max_attempts")
             gateway.retryBudget =
                 try settings.number("\(channel).retry_budget_seconds", positive: true) ?? gateway.retryBudget
+            gateway.onUnknown = try settings.string("\(channel).on_unknown") ?? gateway.onUnknown
+            if channel == "sms" {
+                gateway.reconcileAfter =
+                    try settings.number("sms.reconcile_after_seconds", positive: false) ?? gateway.reconcileAfter
+            }
             if channel == "email" {
                 gateway.recipientsPerRequest =
                     try settings.integer("email.recipients_per_request") ?? gateway.recipientsPerRequest

@@ -59,6 +59,12 @@ enum OutputFormat {
             lines.append(("Sent", "\(send.sentCount)"))
             lines.append(("Failed", "\(send.failedCount)"))
         }
+        if send.unknownCount > 0 {
+            lines.append(("Unconfirmed", "\(send.unknownCount) messages may have gone out; being reconciled"))
+        }
+        if send.reconciledCount > 0 {
+            lines.append(("Reconciled", "\(send.reconciledCount) messages whose delivery was unknown, now settled"))
+        }
         if send.sms && send.smsSegments > 0 {
             lines.append(("SMS cost", "\(send.smsSegments) segments, \(send.smsCost) \(send.currency)"))
         }

@@ -229,12 +229,17 @@ struct Daemon {
                 )
             }
         }
+        guard let onUnknown = UnknownPolicy(rawValue: gateway.onUnknown) else {
+            throw ConfigurationError(setting: "\(channel).on_unknown", reason: "must be resend or skip")
+        }
         return GatewayDispatcher(
             gateway: api,
             driver: driver,
             retry: RetryPolicy(maxAttempts: gateway.maxAttempts, budget: gateway.retryBudget),
             ratePerSecond: gateway.ratePerSecond,
             recipientsPerRequest: perRequest,
+            onUnknown: onUnknown,
+            lookupDelay: gateway.reconcileAfter,
             logger: logger
         )
     }

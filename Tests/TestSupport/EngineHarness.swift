@@ -62,7 +62,8 @@ public final class EngineHarness {
         maxAttempts: Int? = 5,
         timeoutSeconds: Double = 10,
         extraEngine: String = "",
-        extraEmail: String = ""
+        extraEmail: String = "",
+        extraSMS: String = ""
     ) throws -> URL {
         let emailURL = emailProvider == "sendgrid" ? "\(simulatorURL)/v3/mail/send" : "\(simulatorURL)/webhook/email"
         let smsURL = smsProvider == "twilio" ? simulatorURL : "\(simulatorURL)/webhook/sms"
@@ -76,7 +77,7 @@ public final class EngineHarness {
                          "credential_file": "\(token)", "timeout_seconds": \(timeoutSeconds)\(attempts)\(extraEmail) },
               "sms": { "provider": "\(smsProvider)", "url": "\(smsURL)", "account_sid": "AC0123456789abcdef0123456789abcdef",
                        "from": "+15005550006", "credential_file": "\(token)", "price_per_segment": "0.05",
-                       "timeout_seconds": \(timeoutSeconds)\(attempts) },
+                       "timeout_seconds": \(timeoutSeconds), "reconcile_after_seconds": 0.3\(attempts)\(extraSMS) },
               "links": { "public_base_url": "https://coupond.example", "claim_key_file": "\(folder.path)/claim-key",
                          "report_key_file": "\(folder.path)/report-key" }
             }
