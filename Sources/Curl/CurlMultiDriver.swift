@@ -24,6 +24,10 @@ public final class CurlMultiDriver: Sendable {
         let request: HTTPRequest
         let notBefore: ContinuousClock.Instant
         let limiter: RateLimiter?
+        /// Asked before the limiter: a circuit breaker holding requests while their gateway is down.
+        let gate: (any RequestGate)?
+        /// A request its gate still holds at this instant completes with ``CurlError/isHeldPastDeadline``.
+        let deadline: ContinuousClock.Instant?
         let cancellation: CurlCancellation?
         let completion: @Sendable (Result<HTTPResponse, CurlError>) -> Void
         var handle: CurlHandle?
@@ -32,12 +36,16 @@ public final class CurlMultiDriver: Sendable {
             request: HTTPRequest,
             notBefore: ContinuousClock.Instant,
             limiter: RateLimiter?,
+            gate: (any RequestGate)?,
+            deadline: ContinuousClock.Instant?,
             cancellation: CurlCancellation?,
             completion: @escaping @Sendable (Result<HTTPResponse, CurlError>) -> Void
         ) {
             self.request = request
             self.notBefore = notBefore
             self.limiter = limiter
+            self.gate = gate
+            self.deadline = deadline
             self.cancellation = cancellation
             self.completion = completion
         }
@@ -95,12 +103,17 @@ public final class CurlMultiDriver: Sendable {
     /// - Parameters:
     ///   - notBefore: the request does not start before this instant (retry backoff, `Retry-After`).
     ///   - limiter: a rate limit the request counts against.
+    ///   - gate: asked before the limiter whether the request may start (a circuit breaker).
+    ///   - deadline: when the gate still holds the request at this instant, it completes with an error whose
+    ///     ``CurlError/isHeldPastDeadline`` is true instead of waiting on.
     ///   - cancellation: cancels the request with others when passed to ``cancel(_:)``.
     ///   - completion: called once on the driver thread with the response or the transfer error.
     public func submit(
         _ request: HTTPRequest,
         notBefore: ContinuousClock.Instant = .now,
         limiter: RateLimiter? = nil,
+        gate: (any RequestGate)? = nil,
+        deadline: ContinuousClock.Instant? = nil,
         cancellation: CurlCancellation? = nil,
         completion: @escaping @Sendable (Result<HTTPResponse, CurlError>) -> Void
     ) {
@@ -112,6 +125,8 @@ public final class CurlMultiDriver: Sendable {
             request: request,
             notBefore: notBefore,
             limiter: limiter,
+            gate: gate,
+            deadline: deadline,
             cancellation: cancellation,
             completion: completion
         )
@@ -128,9 +143,15 @@ public final class CurlMultiDriver: Sendable {
         if wasEmpty { curl_multi_wakeup(multi) }
     }
 
+    /// Makes the loop look at its waiting requests again now, for example when a gate that held them opened.
+    public func wake() {
+        curl_multi_wakeup(multi)
+    }
+
     /// Cancels every request submitted with `cancellation`: those waiting complete at once, running transfers are
     /// stopped, each with a ``CurlError`` whose `isCancelled` is true. Requests submitted with it later complete so
     /// at once.
+
     public func cancel(_ cancellation: CurlCancellation) {
         cancellation.markCancelled()
         shared.withLock { $0.cancelling = true }
@@ -297,6 +318,21 @@ public final class CurlMultiDriver: Sendable {
                 index += 1
                 continue
             }
+            if let gate = job.gate, let ready = gate.admit(now: now) {
+                if let deadline = job.deadline {
+                    guard deadline > now else {
+                        waiting.swapAt(index, waiting.count - 1)
+                        waiting.removeLast()
+                        stats.withLock { $0.completed += 1 }
+                        job.completion(.failure(CurlError(heldPastDeadline: ())))
+                        continue
+                    }
+                    schedule.nextWake = min(schedule.nextWake ?? deadline, deadline)
+                }
+                schedule.nextWake = min(schedule.nextWake ?? ready, ready)
+                index += 1
+                continue
+            }
             if let limiter = job.limiter, let ready = limiter.acquire(now: now) {
                 schedule.nextWake = min(schedule.nextWake ?? ready, ready)
                 index += 1
@@ -337,4 +373,12 @@ extension CurlError {
 
     /// Whether the driver refused the request because it is shutting down.
     public var isShutdown: Bool { operation == "submit" }
+
+    /// The request's gate held it until its deadline: it never started.
+    init(heldPastDeadline: Void) {
+        self.init(code: CURLE_OPERATION_TIMEDOUT, detail: "held by its gate until its deadline", operation: "gate")
+    }
+
+    /// Whether the request's gate (a circuit breaker) held it until its deadline, so that it never started.
+    public var isHeldPastDeadline: Bool { operation == "gate" }
 }

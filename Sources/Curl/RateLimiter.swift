@@ -1,7 +1,14 @@
 import Synchronization
 
+/// Decides when a waiting request may start: a rate limit, or a circuit breaker that holds requests while their
+/// gateway is down.
+public protocol RequestGate: Sendable {
+    /// Lets one request start now (`nil`), or says when to ask again.
+    func admit(now: ContinuousClock.Instant) -> ContinuousClock.Instant?
+}
+
 /// A token bucket: at most `ratePerSecond` acquisitions per second on average, with bursts up to `burst`.
-public final class RateLimiter: Sendable {
+public final class RateLimiter: RequestGate {
     private struct State {
         var tokens: Double
         var updated: ContinuousClock.Instant
@@ -35,4 +42,6 @@ public final class RateLimiter: Sendable {
             return now.advanced(by: .microseconds(Int64(wait * 1_000_000) + 1))
         }
     }
+
+    public func admit(now: ContinuousClock.Instant) -> ContinuousClock.Instant? { acquire(now: now) }
 }

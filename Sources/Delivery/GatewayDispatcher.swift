@@ -17,12 +17,15 @@ public final class GatewayDispatcher: Sendable {
     /// Seconds to wait before looking a message up in the provider's records, so that a request still being handled
     /// there shows.
     private let lookupDelay: TimeInterval
+    /// Holds this gateway's requests while it is down.
+    public let breaker: CircuitBreaker
 
     /// - Parameters:
     ///   - ratePerSecond: the gateway's rate limit; `nil` for none.
     ///   - recipientsPerRequest: more than 1 only for a ``BatchEmailGateway``, at most its maximum.
     ///   - onUnknown: the policy for a message whose delivery is unknown, where the provider cannot be asked.
     ///   - lookupDelay: seconds between an unanswered request and the lookup of its message.
+    ///   - breakerThreshold: failures in a row (no connection, timeout, 5xx) that open the circuit breaker.
     public init(
         gateway: any Gateway,
         driver: CurlMultiDriver,
@@ -31,6 +34,7 @@ public final class GatewayDispatcher: Sendable {
         recipientsPerRequest: Int = 1,
         onUnknown: UnknownPolicy = .skip,
         lookupDelay: TimeInterval = 10,
+        breakerThreshold: Int = 10,
         logger: Logger
     ) {
         precondition(
@@ -49,6 +53,17 @@ public final class GatewayDispatcher: Sendable {
         var logger = logger
         logger[metadataKey: "gateway"] = "\(gateway.name)"
         self.logger = logger
+        breaker = CircuitBreaker(threshold: breakerThreshold) { [logger] snapshot in
+            if let since = snapshot.unavailableSince {
+                logger.warning(
+                    "gateway unavailable; its messages wait for it instead of using up their retries",
+                    metadata: ["since": "\(since)", "last.error": "\(snapshot.lastError ?? "")"]
+                )
+            } else {
+                logger.notice("gateway available again; waiting messages go out")
+                driver.wake()
+            }
+        }
     }
 
     /// Delivers `message`, retrying as the policy allows, and calls `completion` once with the outcome.
@@ -96,7 +111,12 @@ public final class GatewayDispatcher: Sendable {
         cancellation: CurlCancellation? = nil,
         completion: @escaping @Sendable (DeliveryOutcome) -> Void
     ) {
-        let message = Message(request: request, probe: probe, cancellation: cancellation, completion: completion)
+        let message = Message(
+            request: request,
+            probe: probe,
+            cancellation: cancellation,
+            completion: completion
+        )
         if unknown && !gateway.isIdempotent {
             settle(message, attempts: 0, failures: 0, detail: "left unknown by an earlier worker")
         } else {
@@ -130,12 +150,25 @@ public final class GatewayDispatcher: Sendable {
             message.request,
             notBefore: notBefore,
             limiter: limiter,
+            gate: breaker,
+            deadline: message.since + .milliseconds(Int64(retry.budget * 1000)),
             cancellation: message.cancellation
         ) { [self] result in
             let verdict: GatewayVerdict
+            record(result)
             switch result {
             case .success(let response):
                 verdict = gateway.verdict(for: response)
+            case .failure(let error) where error.isHeldPastDeadline:
+                completion(
+                    .failed(
+                        .retriesExhausted,
+                        detail: "\(gateway.name) unavailable until the end of the retry budget",
+                        attempts: number - 1,
+                        settled: settled
+                    )
+                )
+                return
             case .failure(let error) where error.isShutdown:
                 completion(.failed(.systemError, detail: "delivery stopped: daemon shutting down", attempts: number))
                 return
@@ -169,7 +202,8 @@ public final class GatewayDispatcher: Sendable {
             case .retry(let after, let detail), .throttled(let after, let detail):
                 // Being told to slow down is not a failure of the message: it waits, but keeps its attempts.
                 var counted = failures
-                if case .retry = verdict, after == nil { counted += 1 }
+                // While the breaker holds the gateway's requests, a failure says nothing about this message.
+                if case .retry = verdict, after == nil, !breaker.snapshot.isOpen { counted += 1 }
                 guard let delay = retryDelay(message, afterAttempt: number, failures: counted, retryAfter: after) else {
                     logger.debug("giving up on message", metadata: ["attempts": "\(number)", "last": "\(detail)"])
                     completion(.failed(.retriesExhausted, detail: detail, attempts: number, settled: settled))
@@ -288,6 +322,20 @@ public final class GatewayDispatcher: Sendable {
                     notBefore: .now + delay
                 )
             }
+        }
+    }
+
+    /// Tells the breaker what an answer says of the gateway: up (any status but 5xx and 408), or perhaps down.
+    private func record(_ result: Result<HTTPResponse, CurlError>) {
+        switch result {
+        case .success(let response) where response.status >= 500 || response.status == 408:
+            breaker.recordFailure("HTTP \(response.status)")
+        case .success:
+            breaker.recordSuccess()
+        case .failure(let error) where error.isShutdown || error.isCancelled || error.isHeldPastDeadline:
+            break
+        case .failure(let error):
+            breaker.recordFailure(error.description)
         }
     }
 

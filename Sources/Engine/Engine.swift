@@ -78,6 +78,11 @@ public final class Engine: Sendable {
         var connection: PostgresConnection?
         var nextPoll = Date.distantPast
         var reconnectDelay = 0.5
+        var health = GatewayHealthReporter(
+            instance: settings.instanceName,
+            email: dependencies.email,
+            sms: dependencies.sms
+        )
         while !stop.isRequested {
             heartbeatCounter.add(1, ordering: .relaxed)
             do {
@@ -101,6 +106,7 @@ public final class Engine: Sendable {
                     if let untilDue = try store.secondsUntilNextDue() { wait = min(wait, max(0.05, untilDue)) }
                     nextPoll = Date().addingTimeInterval(wait)
                 }
+                try health.report(to: GatewayHealthStore(connection: connection))
                 let timeout = min(1, max(0.01, nextPoll.timeIntervalSinceNow))
                 // A send changed status or a worker finished: deferred sends may be free to go now.
                 let notified = !(try connection.waitForNotifications(timeout: timeout)).isEmpty

@@ -26,6 +26,8 @@ struct Configuration {
         var onUnknown = "skip"
         /// Seconds between an unanswered request and the lookup of its message in the provider's records (Twilio).
         var reconcileAfter = 10.0
+        /// Failures in a row (no connection, timeout, 5xx) after which the gateway's requests wait for it.
+        var breakerFailures = 10
     }
 
     var databaseURL: String?
@@ -61,11 +63,12 @@ struct Configuration {
         "email": [
             "provider", "url", "from", "credential_file", "rate_per_second", "connect_timeout_seconds",
             "timeout_seconds", "max_attempts", "retry_budget_seconds", "recipients_per_request", "on_unknown",
+            "breaker_failures",
         ],
         "sms": [
             "provider", "url", "from", "account_sid", "credential_file", "rate_per_second",
             "connect_timeout_seconds", "timeout_seconds", "max_attempts", "retry_budget_seconds", "price_per_segment",
-            "on_unknown", "reconcile_after_seconds",
+            "on_unknown", "reconcile_after_seconds", "breaker_failures",
         ],
         "links": ["public_base_url", "claim_key_file", "report_key_file"],
     ]
@@ -119,6 +122,7 @@ struct Configuration {
             gateway.retryBudget =
                 try settings.number("\(channel).retry_budget_seconds", positive: true) ?? gateway.retryBudget
             gateway.onUnknown = try settings.string("\(channel).on_unknown") ?? gateway.onUnknown
+            gateway.breakerFailures = try settings.integer("\(channel).breaker_failures") ?? gateway.breakerFailures
             if channel == "sms" {
                 gateway.reconcileAfter =
                     try settings.number("sms.reconcile_after_seconds", positive: false) ?? gateway.reconcileAfter

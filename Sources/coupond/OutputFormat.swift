@@ -22,6 +22,15 @@ enum OutputFormat {
         return formatter.string(from: date)
     }
 
+    /// For example `email gateway (sendgrid) unavailable since 2026-12-01 10:02 +00:00 (instance a), retrying`.
+    static func unavailable(_ health: GatewayHealth) -> String {
+        let since = shopTime(health.unavailableSince, "UTC")
+        let error = health.lastError.map { "; last error: \($0)" } ?? ""
+        return
+            "\(health.channel) gateway (\(health.gateway)) unavailable since \(since) (instance \(health.instance)), "
+            + "retrying\(error)"
+    }
+
     static func channels(_ send: SendSummary) -> String {
         [send.email ? "email" : nil, send.sms ? "sms" : nil].compactMap { $0 }.joined(separator: "+")
     }

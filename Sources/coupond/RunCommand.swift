@@ -229,6 +229,9 @@ struct Daemon {
                 )
             }
         }
+        guard gateway.breakerFailures >= 1 else {
+            throw ConfigurationError(setting: "\(channel).breaker_failures", reason: "must be at least 1")
+        }
         guard let onUnknown = UnknownPolicy(rawValue: gateway.onUnknown) else {
             throw ConfigurationError(setting: "\(channel).on_unknown", reason: "must be resend or skip")
         }
@@ -240,6 +243,7 @@ struct Daemon {
             recipientsPerRequest: perRequest,
             onUnknown: onUnknown,
             lookupDelay: gateway.reconcileAfter,
+            breakerThreshold: gateway.breakerFailures,
             logger: logger
         )
     }

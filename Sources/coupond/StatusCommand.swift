@@ -40,6 +40,12 @@ struct StatusCommand: ParsableCommand {
                 let sends = try store.activity(groupID: group)
                 print(json ? OutputFormat.json(sends) : OutputFormat.table(sends))
             }
+            // While a gateway is down, sends wait for it: say so, or a send that does not move looks stuck.
+            if !json {
+                for health in try GatewayHealthStore(connection: connection).unavailable() {
+                    print(OutputFormat.unavailable(health))
+                }
+            }
         }
     }
 }

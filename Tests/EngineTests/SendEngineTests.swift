@@ -411,7 +411,11 @@ import Testing
             let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop), sms: false)
             let started = Date()
             let daemon = try h.startDaemon(
-                config: try h.configuration(maxAttempts: nil, extraEmail: #", "retry_budget_seconds": 8"#)
+                // The breaker would hold the messages once the gateway looks down: here only the budget is tested.
+                config: try h.configuration(
+                    maxAttempts: nil,
+                    extraEmail: #", "retry_budget_seconds": 8, "breaker_failures": 1000"#
+                )
             )
             defer { _ = daemon.terminate() }
             try h.arrive()
