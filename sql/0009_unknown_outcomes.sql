@@ -1,4 +1,5 @@
--- Messages whose fate is unknown. A request that may have reached a provider, with no answer saying whether it did
+-- Messages whose fate is unknown (and, beside them, SMS refused before sending for being over 1,600 characters).
+-- A request that may have reached a provider, with no answer saying whether it did
 -- (a timeout after the body was written, a connection closed before the status line, a crash or a lost lease with
 -- the message in flight), is neither sent nor failed. SendGrid and Twilio do not drop a repeated message, so such a
 -- message is not sent again blind: it is 'unknown' until it is reconciled (found at the provider, or not found and
@@ -22,7 +23,7 @@ ALTER TABLE coupond.send_recipients
     ADD CONSTRAINT send_recipients_sms_error_known CHECK (
         sms_error IS NULL OR sms_error IN
             ('no_mobile_number', 'invalid_mobile_number', 'no_consent', 'gateway_refused', 'retries_exhausted',
-             'delivery_unconfirmed', 'system_error'));
+             'delivery_unconfirmed', 'message_too_long', 'system_error'));
 
 -- How a channel's unknown outcome was settled, kept for the merchant and the operator: what the provider's own
 -- records said, or what the operator's on_unknown policy chose where the provider cannot be asked.
@@ -66,6 +67,7 @@ LANGUAGE sql IMMUTABLE AS $$
         WHEN 'gateway_refused' THEN 'Refused by the gateway'
         WHEN 'retries_exhausted' THEN 'Could not be delivered after several attempts'
         WHEN 'delivery_unconfirmed' THEN 'Delivery unconfirmed: the gateway may have sent it, and no answer said so'
+        WHEN 'message_too_long' THEN 'Message too long: the SMS is over the 1,600 characters providers take'
         ELSE reason
     END
 $$;

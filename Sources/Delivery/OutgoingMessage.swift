@@ -27,6 +27,8 @@ public enum FailureReason: String, Sendable, Codable, CaseIterable {
     case noConsent = "no_consent"
     case gatewayRefused = "gateway_refused"
     case retriesExhausted = "retries_exhausted"
+    /// The SMS is longer than the 1,600 characters providers take; it was not sent.
+    case messageTooLong = "message_too_long"
     /// The message may have gone out, nothing said whether it did, and the `on_unknown` policy is `skip`.
     case deliveryUnconfirmed = "delivery_unconfirmed"
     case systemError = "system_error"

@@ -30,6 +30,13 @@ struct BatchDispatch {
                     collector.set(index, email: $0)
                 }
             }
+            if let reason = recipient.smsRefusal {
+                collector.expect()
+                collector.set(
+                    index,
+                    sms: .failed(reason, detail: "SMS over \(SMSSegments.maxCharacters) characters", attempts: 0)
+                )
+            }
             if let request = recipient.sms, let sms {
                 collector.expect()
                 sms.dispatch(

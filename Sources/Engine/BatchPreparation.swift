@@ -23,6 +23,8 @@ struct PreparedRecipient: Sendable {
     var smsUnknown = false
     /// What finds the SMS in the provider's records, on a gateway that keeps them (``ReconcilingGateway``).
     var smsProbe: DeliveryProbe?
+    /// Why the SMS is not sent at all (it is over 1,600 characters): it fails with this reason without a request.
+    var smsRefusal: FailureReason?
 }
 
 /// Issues claim links and renders messages for a batch on a bounded number of Dispatch threads.
@@ -101,7 +103,9 @@ struct BatchPreparation: Sendable {
                 )
             }
         }
-        if sendsSMS, let number = recipient.mobile, let gateway = smsGateway, let rendered {
+        if sendsSMS, let rendered, SMSSegments.isTooLong(rendered.smsText) {
+            prepared.smsRefusal = .messageTooLong
+        } else if sendsSMS, let number = recipient.mobile, let gateway = smsGateway, let rendered {
             prepared.sms = gateway.request(
                 for: OutgoingMessage(
                     to: number,

@@ -15,6 +15,14 @@ public struct SMSSegments: Sendable, Equatable, Codable {
     /// Number of messages billed.
     public var count: Int
 
+    /// The longest SMS body the providers take: Twilio's `CreateMessage` documents 1,600 characters, and refuses more.
+    public static let maxCharacters = 1600
+
+    /// Whether `text` is longer than ``maxCharacters``: such an SMS is refused rather than sent.
+    public static func isTooLong(_ text: String) -> Bool {
+        text.unicodeScalars.count > maxCharacters
+    }
+
     public init(text: String) {
         var septets = 0
         var isGSM = true

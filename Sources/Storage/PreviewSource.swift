@@ -18,6 +18,18 @@ public struct PreviewSource: Sendable {
     /// Members with a mobile number and SMS consent: the estimate's multiplier.
     public var smsReachableCount: Int
 
+    /// The current member of a group with the longest name (the longest SMS), or `nil` for an empty group.
+    public static func longestNamedMember(on connection: PostgresConnection, groupID: Int64) throws -> Int64? {
+        try connection.queryRow(
+            """
+            SELECT c.id FROM coupond.group_members m JOIN coupond.customers c ON c.id = m.customer_id
+            WHERE m.group_id = \(groupID) AND m.removed_at IS NULL
+            ORDER BY length(coalesce(c.name, '')) DESC, c.id
+            LIMIT 1
+            """
+        )?.decode("id", as: Int64.self)
+    }
+
     /// Loads the preview data for a shop, group and coupon.
     ///
     /// - Parameter customerID: the sample customer; the group's first current member when `nil`.

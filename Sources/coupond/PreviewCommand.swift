@@ -79,12 +79,22 @@ struct PreviewCommand: ParsableCommand {
                 couponID: ids.coupon,
                 customerID: customer
             )
-            let output = render(source, templates: messageTemplates, price: configuration.smsPricePerSegment)
+            let output = Self.render(source, templates: messageTemplates, price: configuration.smsPricePerSegment)
             print(json ? OutputFormat.json(output) : text(output))
+            if SMSSegments.isTooLong(output.smsText) {
+                throw CommandFailure(.refused, Self.tooLong(characters: output.smsText.unicodeScalars.count))
+            }
         }
     }
 
-    private func render(_ source: PreviewSource, templates: MessageTemplates, price: Decimal?) -> Output {
+    /// Why an SMS this long cannot be sent, and what to change.
+    static func tooLong(characters: Int) -> String {
+        "the SMS is \(characters) characters, more than the \(SMSSegments.maxCharacters) providers take: shorten "
+            + "templates' sms.mustache or the coupon's title and description"
+    }
+
+    /// What a customer of `source` receives, with a sample claim link of the real length.
+    static func render(_ source: PreviewSource, templates: MessageTemplates, price: Decimal?) -> Output {
         // A sample token of the real length, so the SMS segment count matches what customers will get.
         let sampleToken = String(repeating: "x", count: 43)
         let campaign = ClaimLink.campaign(couponID: source.couponID)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Messages
 import Postgres
 import Storage
 
@@ -73,6 +74,7 @@ struct ScheduleCommand: ParsableCommand {
             let configuration = try global.loadConfiguration()
             let connection = try global.connect(configuration)
             defer { connection.close() }
+            if channels.sms { try refuseTooLongSMS(configuration, connection) }
             let send = try SendStore(connection: connection).schedule(
                 SendRequest(
                     shopID: shop,
@@ -84,6 +86,30 @@ struct ScheduleCommand: ParsableCommand {
                 )
             )
             print(json ? OutputFormat.json(send) : OutputFormat.details(send))
+        }
+    }
+}
+
+extension ScheduleCommand {
+    /// Refuses an SMS send whose text, for the group's longest-named member, is over the 1,600 characters providers
+    /// take: the templates and the coupon are known now, and every such SMS would fail at the hour.
+    func refuseTooLongSMS(_ configuration: Configuration, _ connection: PostgresConnection) throws {
+        let templates: MessageTemplates
+        do {
+            templates = try MessageTemplates(directory: configuration.templatesDirectory)
+        } catch let error as TemplateError {
+            throw CommandFailure(.config, error.description)
+        }
+        let source = try PreviewSource.load(
+            on: connection,
+            shopID: shop,
+            groupID: group,
+            couponID: coupon,
+            customerID: try PreviewSource.longestNamedMember(on: connection, groupID: group)
+        )
+        let output = PreviewCommand.render(source, templates: templates, price: nil)
+        if SMSSegments.isTooLong(output.smsText) {
+            throw CommandFailure(.refused, PreviewCommand.tooLong(characters: output.smsText.unicodeScalars.count))
         }
     }
 }

@@ -189,6 +189,33 @@ import Testing
         }
     }
 
+    @Test func anSMSOverSixteenHundredCharactersIsRefusedByPreviewAndSchedule() throws {
+        try Self.world { world in
+            try world.db.connection.execute(
+                "UPDATE coupond.coupons SET title = repeat('Big sale ', 200) WHERE id = \(world.coupon)"
+            )
+            let preview = try world.coupond(
+                "preview",
+                "--shop",
+                "\(world.shop)",
+                "--group",
+                "\(world.group)",
+                "--coupon",
+                "\(world.coupon)"
+            )
+            #expect(preview.status == 65)
+            #expect(preview.stderr.contains("more than the 1600 providers take"), "\(preview.stderr)")
+            #expect(preview.stdout.contains("== SMS =="), "the preview is still shown")
+            let sms = try world.schedule("email,sms", at: "2026-12-01 12:00")
+            #expect(sms.status == 65)
+            #expect(sms.stderr.contains("sms.mustache"), "\(sms.stderr)")
+            let sends = try world.db.connection.queryRow("SELECT count(*)::int AS n FROM coupond.sends")
+            #expect(try sends?.decode("n", as: Int.self) == 0)
+            let email = try world.schedule("email", at: "2026-12-01 12:00")
+            #expect(email.status == 0, "\(email.stderr)")
+        }
+    }
+
     @Test func anUnreachableDatabaseExits69() throws {
         let result = try runProduct(
             "coupond",

@@ -128,4 +128,26 @@ import Testing
             #expect((try Self.counts(h, send: send, "sms_resolution")["found_at_provider"] ?? 0) > 0)
         }
     }
+
+    @Test func anSMSOverSixteenHundredCharactersFailsWithoutARequestAndTheEmailStillGoes() throws {
+        try EngineHarness.with { h in
+            let group = try h.fixtures.group(shop: h.shop, members: 5)
+            let coupon = try h.fixtures.coupon(shop: h.shop)
+            let send = try h.schedule(group: group, coupon: coupon)
+            // Scheduled through SQL, which cannot render the templates; the title grows after the check.
+            try h.db.connection.execute(
+                "UPDATE coupond.coupons SET title = repeat('Big sale ', 200) WHERE id = \(coupon)"
+            )
+            let daemon = try h.startDaemon(
+                config: try h.configuration(emailProvider: "webhook", smsProvider: "webhook")
+            )
+            defer { _ = daemon.terminate() }
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(1500))")
+            #expect(try Self.counts(h, send: send, "sms_error") == ["message_too_long": 5])
+            #expect(try Self.counts(h, send: send, "email_status") == ["sent": 5])
+            #expect(try h.messages().allSatisfy { $0["channel"] as? String == "email" })
+            #expect(try h.send(send).decode("sent_count", as: Int.self) == 5)
+        }
+    }
 }
