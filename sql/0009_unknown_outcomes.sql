@@ -46,6 +46,12 @@ ALTER TABLE coupond.sends
         CHECK (unknown_count >= 0),
     ADD COLUMN reconciled_count integer NOT NULL DEFAULT 0;
 
+-- When the merchant's notice was handed to the gateway. A holder that finds it set with the notice still pending knows
+-- the notice may have gone out, and does not send it again blind.
+ALTER TABLE coupond.sends ADD COLUMN notice_dispatched_at timestamptz;
+
+COMMENT ON COLUMN coupond.sends.notice_dispatched_at IS
+    'When the merchant notice was handed to the gateway; with notice_status pending, it may have gone out.';
 COMMENT ON COLUMN coupond.sends.dispatched_through IS
     'Last customer id of the last batch handed to the gateways; pending rows up to it may have been sent.';
 COMMENT ON COLUMN coupond.sends.unknown_count IS

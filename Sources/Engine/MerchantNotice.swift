@@ -48,14 +48,20 @@ struct MerchantNotice {
                 reportExpires: reportExpires
             )
         )
+        // A notice an earlier holder handed to the gateway may have gone out: it is settled as any unknown message.
+        let mayHaveGone = try store.noteNoticeDispatched(sendID: send.id)
+        if mayHaveGone { logger.notice("merchant notice may have gone out before; settling it as unknown") }
         let collector = OutcomeCollector(count: 1)
         collector.expect()
         email.dispatch(
-            OutgoingMessage(
-                to: context.merchantEmail,
-                content: .email(subject: notice.subject, html: notice.html, text: notice.text),
-                idempotencyKey: IdempotencyKeys(context, sendID: send.id).notice
+            email.request(
+                for: OutgoingMessage(
+                    to: context.merchantEmail,
+                    content: .email(subject: notice.subject, html: notice.html, text: notice.text),
+                    idempotencyKey: IdempotencyKeys(context, sendID: send.id).notice
+                )
             ),
+            unknown: mayHaveGone,
             cancellation: cancellation
         ) { collector.set(0, email: $0) }
         collector.sealed()

@@ -461,6 +461,25 @@ public struct EngineStore {
         ) == 1
     }
 
+    /// Records that the merchant's notice is being handed to the gateway, and says whether an earlier holder did so
+    /// already (then it may have gone out).
+    ///
+    /// - Throws: ``LeaseLost`` when the send is no longer this holder's.
+    /// - Returns: whether an earlier holder had handed it to the gateway.
+    @discardableResult
+    public func noteNoticeDispatched(sendID: Int64) throws -> Bool {
+        let row = try connection.queryRow(
+            """
+            UPDATE coupond.sends s SET notice_dispatched_at = now()
+            FROM (SELECT notice_dispatched_at FROM coupond.sends WHERE id = \(sendID)) AS before
+            WHERE s.id = \(sendID) AND s.lease_owner = \(owner)
+            RETURNING before.notice_dispatched_at IS NOT NULL AS dispatched_before
+            """
+        )
+        guard let row else { throw LeaseLost(sendID: sendID) }
+        return try row.decode("dispatched_before")
+    }
+
     /// Records whether the merchant's notice went out.
     public func recordNotice(sendID: Int64, sent: Bool, error: String?) throws {
         try connection.execute(

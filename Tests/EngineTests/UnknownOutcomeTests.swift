@@ -150,4 +150,38 @@ import Testing
             #expect(try h.send(send).decode("sent_count", as: Int.self) == 5)
         }
     }
+
+    @Test(arguments: ["sendgrid", "webhook"])
+    func aNoticeAnEarlierHolderHandedToTheGatewayIsSettledNotSentAgainBlind(provider: String) throws {
+        // The simulator behaves as the provider does: SendGrid delivers a repeat again, the webhook drops it.
+        try EngineHarness.with(faults: provider == "sendgrid" ? "{\(Self.nonIdempotent)}" : "{}") { h in
+            let send = try Self.scheduleSend(h, customers: 5, email: true, sms: false)
+            let config = try h.configuration(emailProvider: provider)
+            var daemon = try h.startDaemon(config: config)
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send) == "done", "\(daemon.stderr.suffix(1500))")
+            _ = daemon.terminate()
+            // As a holder that crashed with the notice out would have left it.
+            try h.db.connection.execute(
+                "UPDATE coupond.sends SET notice_status = 'pending', notice_dispatched_at = now() WHERE id = \(send)"
+            )
+            let before = try h.messages().filter { $0["to"] as? String == "owner@shop.example" }.count
+            daemon = try h.startDaemon(config: config)
+            defer { _ = daemon.terminate() }
+            #expect(try eventually(timeout: 30) { try h.send(send)["notice_status"] != "pending" })
+            let after = try h.messages().filter { $0["to"] as? String == "owner@shop.example" }.count
+            #expect(after == before, "the merchant got the notice twice")
+            let row = try h.send(send)
+            if provider == "sendgrid" {
+                // SendGrid would deliver it again: with on_unknown = skip, the notice is recorded unconfirmed.
+                #expect(row["notice_status"] == "failed")
+                #expect(row["notice_error"] == "delivery_unconfirmed")
+            } else {
+                // The webhook drops the repeated key: sent again with it, and recorded sent.
+                #expect(row["notice_status"] == "sent")
+                #expect(try h.stats()["duplicates"] == 1)
+            }
+            #expect(daemon.stderr.contains("merchant notice may have gone out before"))
+        }
+    }
 }
