@@ -291,20 +291,38 @@ final class SendWorker: Sendable {
         }
     }
 
-    /// After the database went away mid-send: stops the send's requests, and records what came back (unknown
-    /// included) through a new connection if the lease is still ours, then hands the send back so that it is taken
-    /// up at once instead of when its lease runs out. Throws `error` again in the end (or what the salvage met).
+    /// After a database error that may pass, mid-send: stops the send's requests (at once when the session is lost),
+    /// and records what came back (unknown included) through a new connection if the send is still ours, then hands
+    /// it back so that it is taken up at once instead of when its lease runs out. Throws `error` again in the end
+    /// (or what the salvage met).
     private func salvage(
         _ inFlight: [InFlightBatch],
         of send: ClaimedSend,
         after error: PostgresError,
         logger: Logger
     ) throws -> Never {
-        dependencies.email?.cancel(cancellation)
-        dependencies.sms?.cancel(cancellation)
+        func cancelRequests() {
+            dependencies.email?.cancel(cancellation)
+            dependencies.sms?.cancel(cancellation)
+        }
+        // Without its session the worker cannot tell whether it still holds the lease: its requests stop at once.
+        // With the session alive (read-only, a statement timeout, a deadlock), the requests out may finish and be
+        // recorded; whatever is still out at half the lease stops then, well before another holder could take over.
+        if error.code == .connectionLost || error.code == .connectionFailed || error.code == .socketFailed {
+            cancelRequests()
+        }
+        let settleBy = Date().addingTimeInterval(Double(settings.leaseSeconds) / 2)
+        for batch in inFlight { _ = batch.collector.wait(seconds: max(0, settleBy.timeIntervalSinceNow)) }
+        cancelRequests()
         for batch in inFlight { _ = batch.collector.wait(seconds: 30) }
-        let deadline = Date().addingTimeInterval(Double(settings.leaseSeconds) / 2)
+        // Writes are fenced by the lease holder, not its expiry: recording stays safe for as long as nobody else has
+        // claimed the send, so the worker keeps trying for a minute while the server is away or read-only. The same
+        // statement failing three times otherwise (a statement timeout, a deadlock) ends it sooner.
+        let deadline = Date().addingTimeInterval(60)
+        var unrecorded = inFlight[...]
+        var recorded = 0
         var delay = 0.2
+        var statementFailures = 0
         while Date() < deadline {
             do {
                 let connection = try dependencies.connect()
@@ -314,11 +332,11 @@ final class SendWorker: Sendable {
                     owner: settings.instanceName,
                     leaseSeconds: settings.leaseSeconds
                 ).holding(send)
-                var recorded = 0
-                for batch in inFlight {
+                while let batch = unrecorded.first {
                     let outcomes = BatchOutcomes(smsPricePerSegment: settings.smsPricePerSegment).rows(for: batch)
                     try store.record(sendID: send.id, outcomes: outcomes)
                     recorded += outcomes.count
+                    unrecorded.removeFirst()
                 }
                 try store.releaseLease(sendID: send.id)
                 logger.notice(
@@ -329,12 +347,23 @@ final class SendWorker: Sendable {
             } catch let lost as LeaseLost {
                 throw lost
             } catch let failure as PostgresError where failure.isTransient {
+                // No session, a read-only server or one shutting down or starting: it comes back. A statement timeout
+                // or a deadlock that keeps coming is something else.
+                let code = failure.sqlState?.code ?? ""
+                let serverAway =
+                    failure.code != .queryFailed || code == "25006" || code.hasPrefix("08")
+                    || code.hasPrefix("57P")
+                if !serverAway {
+                    statementFailures += 1
+                    if statementFailures >= 3 { throw failure }
+                }
                 Thread.sleep(forTimeInterval: delay)
                 delay = min(delay * 2, 5)
             }
         }
         throw error
     }
+
     /// Waits for every outcome of a batch, renewing the lease meanwhile, and turns them into rows to record.
     private func collect(_ batch: InFlightBatch, store: EngineStore) throws -> [RecipientOutcome] {
         while !batch.collector.wait(seconds: max(1, settings.leaseSeconds / 3)) {
