@@ -275,7 +275,7 @@ public final class CurlMultiDriver: Sendable {
         for (key, job) in running where job.isCancelled {
             running.removeValue(forKey: key)
             if let handle = job.handle {
-                if handle.requestBytesSent > 0 { sent.insert(ObjectIdentifier(job)) }
+                if handle.requestSent { sent.insert(ObjectIdentifier(job)) }
                 curl_multi_remove_handle(multi, handle.raw)
                 job.handle = nil
                 idle.append(handle)

@@ -126,7 +126,7 @@ final class CurlHandle {
         guard code == CURLE_OK else {
             var failure = error(code, "perform")
             // A failed rewind means libcurl wanted to send the body a second time: the first went out.
-            failure.requestSent = requestBytesSent > 0 || code == CURLE_SEND_FAIL_REWIND
+            failure.requestSent = requestSent || code == CURLE_SEND_FAIL_REWIND
             return .failure(failure)
         }
         var status = 0
@@ -135,11 +135,12 @@ final class CurlHandle {
         return .success(HTTPResponse(status: status, headers: box.headers, body: box.body))
     }
 
-    /// Bytes of the request written to the server so far (`CURLINFO_REQUEST_SIZE`); 0 before the connection was up.
-    var requestBytesSent: Int {
-        var size = 0
-        return ccurl_easy_getinfo_long(raw, CURLINFO_REQUEST_SIZE, &size) == CURLE_OK ? size : 0
-    }
+    /// Whether libcurl has started to send this request's body: before that, the server cannot have acted on it (it
+    /// waits for the whole body), and sending it again is safe with any API. A request without a body counts as sent.
+    ///
+    /// Read from the body callback rather than `CURLINFO_REQUEST_SIZE`, which a reused handle reports from its
+    /// previous transfer until the next one gets going.
+    var requestSent: Bool { box.upload.count == 0 || box.uploaded > 0 }
 
     private func error(_ code: CURLcode, _ operation: String) -> CurlError {
         CurlError(code: code, detail: String(cString: errorBuffer), operation: operation)

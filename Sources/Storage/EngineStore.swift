@@ -254,10 +254,14 @@ public struct EngineStore {
     }
 
     /// Gives the send back so that any instance can continue it at once (shutdown, or work finished).
+    ///
+    /// Every batch the holder handed to the gateways is recorded by then (a message that may have gone out as
+    /// unknown, one that never started as pending), so nothing is left in flight: `dispatched_through` is cleared,
+    /// and the next holder does not take the pending ones for unknown.
     public func releaseLease(sendID: Int64) throws {
         try connection.execute(
             """
-            UPDATE coupond.sends SET lease_owner = NULL, lease_expires_at = NULL
+            UPDATE coupond.sends SET lease_owner = NULL, lease_expires_at = NULL, dispatched_through = NULL
             WHERE id = \(sendID) AND lease_owner = \(owner)
             """
         )
