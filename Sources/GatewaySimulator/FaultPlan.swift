@@ -3,7 +3,7 @@ public struct FaultPlan: Sendable, Codable, Equatable {
     /// Share of requests answered with `errorStatus`.
     public var errorRate: Double = 0
     public var errorStatus: Int = 503
-    /// Share of requests answered 429 with `Retry-After: retryAfterSeconds`.
+    /// Share of requests answered 429 with `Retry-After: retryAfterSeconds` (without the header when it is negative).
     public var rateLimitRate: Double = 0
     public var retryAfterSeconds: Int = 1
     /// Share of requests delayed by `delayMilliseconds` before their answer (beyond a client's timeout, it times out).
@@ -17,6 +17,8 @@ public struct FaultPlan: Sendable, Codable, Equatable {
     /// Behave as SendGrid and Twilio do: a repeated idempotency key is delivered again, and counted as a
     /// duplicate a customer really got (``SimulatorStats/redelivered``).
     public var nonIdempotent = false
+    /// Share of requests delivered and answered 200 with a body that is not the API's (an HTML error page).
+    public var malformedRate: Double = 0
     /// Every message fails with 503 on its first `failFirstAttempts` attempts (counted per idempotency key), then
     /// succeeds: retries, deterministically.
     public var failFirstAttempts: Int = 0
@@ -32,7 +34,7 @@ public struct FaultPlan: Sendable, Codable, Equatable {
         case retryAfterSeconds = "retry_after_seconds", delayRate = "delay_rate"
         case delayMilliseconds = "delay_milliseconds", dropRate = "drop_rate", failFirstAttempts = "fail_first_attempts"
         case refuse, invalidNumbers = "invalid_numbers"
-        case lostAnswerRate = "lost_answer_rate", nonIdempotent = "non_idempotent"
+        case lostAnswerRate = "lost_answer_rate", nonIdempotent = "non_idempotent", malformedRate = "malformed_rate"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -46,6 +48,7 @@ public struct FaultPlan: Sendable, Codable, Equatable {
         dropRate = try container.decodeIfPresent(Double.self, forKey: .dropRate) ?? 0
         lostAnswerRate = try container.decodeIfPresent(Double.self, forKey: .lostAnswerRate) ?? 0
         nonIdempotent = try container.decodeIfPresent(Bool.self, forKey: .nonIdempotent) ?? false
+        malformedRate = try container.decodeIfPresent(Double.self, forKey: .malformedRate) ?? 0
         failFirstAttempts = try container.decodeIfPresent(Int.self, forKey: .failFirstAttempts) ?? 0
         refuse = try container.decodeIfPresent([String].self, forKey: .refuse) ?? []
         invalidNumbers = try container.decodeIfPresent([String].self, forKey: .invalidNumbers) ?? []

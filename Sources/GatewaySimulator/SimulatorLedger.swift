@@ -38,6 +38,8 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
     public var lostAnswers = 0
     /// Reads of the Twilio-style message list.
     public var listings = 0
+    /// Requests whose message was delivered and answered with an unreadable body (``FaultPlan/malformedRate``).
+    public var malformedAnswers = 0
     /// Recipients that received more than one distinct message on one channel.
     public var recipientsWithSeveralMessages = 0
     public var refused = 0
@@ -52,7 +54,7 @@ public struct SimulatorStats: Sendable, Codable, Equatable {
         case recipientsWithSeveralMessages = "recipients_with_several_messages"
         case injectedErrors = "injected_errors", injectedRateLimits = "injected_rate_limits"
         case injectedDelays = "injected_delays", injectedDrops = "injected_drops"
-        case redelivered, lostAnswers = "lost_answers", listings
+        case redelivered, lostAnswers = "lost_answers", listings, malformedAnswers = "malformed_answers"
     }
 }
 

@@ -184,6 +184,7 @@ enum SimulatorRoutes {
             )
         )
         if let lost = lostAnswer(ledger) { return (lost, delay) }
+        if let malformed = malformedAnswer(ledger) { return (malformed, delay) }
         return (accepted(id, smsSegments(text)), delay)
     }
 
@@ -240,6 +241,7 @@ enum SimulatorRoutes {
             )
         }
         if let lost = lostAnswer(ledger) { return (lost, delay) }
+        if let malformed = malformedAnswer(ledger) { return (malformed, delay) }
         return (accepted(batchID, 1), delay)
     }
 
@@ -248,6 +250,13 @@ enum SimulatorRoutes {
         guard Double.random(in: 0..<1) < ledger.plan.lostAnswerRate else { return nil }
         ledger.count { $0.lostAnswers += 1 }
         return .drop
+    }
+
+    /// A 200 whose body is an HTML page, for a request whose message went out, when the plan garbles this answer.
+    private static func malformedAnswer(_ ledger: SimulatorLedger) -> SimulatorReply? {
+        guard Double.random(in: 0..<1) < ledger.plan.malformedRate else { return nil }
+        ledger.count { $0.malformedAnswers += 1 }
+        return .respond(status: .ok, headers: [("Content-Type", "text/html")], body: Array("<html>oops</html>".utf8))
     }
 
     /// Twilio's message list for one number (`GET .../Messages.json?To=...`), newest first, in one page.
@@ -291,7 +300,7 @@ enum SimulatorRoutes {
         }
         if Double.random(in: 0..<1) < plan.rateLimitRate {
             ledger.count { $0.injectedRateLimits += 1 }
-            let headers = [("Retry-After", String(plan.retryAfterSeconds))]
+            let headers = plan.retryAfterSeconds < 0 ? [] : [("Retry-After", String(plan.retryAfterSeconds))]
             return (.respond(status: .tooManyRequests, headers: headers, body: []), delay)
         }
         if Double.random(in: 0..<1) < plan.errorRate {
