@@ -18,12 +18,14 @@ final class CurlHandle {
     let box = ResponseBox()
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private var headerList: UnsafeMutablePointer<curl_slist>?
-    /// The request body, which the read callback hands to libcurl.
+    /// The request body: `CURLOPT_POSTFIELDS` points into it for a ``HTTPRequest/repeatable`` request, and the read
+    /// callback hands it to libcurl otherwise.
     ///
-    /// Not `CURLOPT_POSTFIELDS`: with it, libcurl (before 8.16, which has `CURLOPT_FORBID_RETRY_ON_REUSE`) sends a
-    /// request again on a fresh connection, unasked, when a reused one closes before any answer, although the server
-    /// may have acted on it: a second SMS through Twilio. A read callback without a seek callback cannot be rewound,
-    /// so the transfer fails instead (`CURLE_SEND_FAIL_REWIND`, with the request sent) and the dispatcher decides.
+    /// With `CURLOPT_POSTFIELDS`, libcurl (before 8.16, which has `CURLOPT_FORBID_RETRY_ON_REUSE`) sends a request
+    /// again on a fresh connection, unasked, when a reused one closes before any answer, although the server may have
+    /// acted on it: a second SMS through Twilio. A read callback without a seek callback cannot be rewound, so the
+    /// transfer fails instead (`CURLE_SEND_FAIL_REWIND`, with the request sent) and the dispatcher decides. It costs
+    /// a second write per request (headers, then body), so requests a repeat cannot harm keep the single write.
     private var body: UnsafeMutableRawBufferPointer
     private var current = Settings()
 
@@ -104,9 +106,15 @@ final class CurlHandle {
                 body = .allocate(byteCount: max(data.count, 4096), alignment: 1)
             }
             data.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: body[..<data.count]))
-            box.upload = UnsafeRawBufferPointer(rebasing: body[..<data.count])
-            try set(CURLOPT_POST, 1)
             try set(CURLOPT_POSTFIELDSIZE_LARGE, data.count)
+            if request.repeatable {
+                // One write with the headers: the cheaper way, for a server that drops a repeat anyway.
+                try set(CURLOPT_POSTFIELDS, pointer: body.baseAddress)
+            } else {
+                box.upload = UnsafeRawBufferPointer(rebasing: body[..<data.count])
+                try set(CURLOPT_POSTFIELDS, pointer: nil)
+                try set(CURLOPT_POST, 1)
+            }
         } else {
             try set(CURLOPT_HTTPGET, 1)
         }
@@ -136,7 +144,8 @@ final class CurlHandle {
     }
 
     /// Whether libcurl has started to send this request's body: before that, the server cannot have acted on it (it
-    /// waits for the whole body), and sending it again is safe with any API. A request without a body counts as sent.
+    /// waits for the whole body), and sending it again is safe with any API. A request whose body does not go through
+    /// the read callback (no body, or a repeatable one) counts as sent.
     ///
     /// Read from the body callback rather than `CURLINFO_REQUEST_SIZE`, which a reused handle reports from its
     /// previous transfer until the next one gets going.

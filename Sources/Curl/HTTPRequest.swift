@@ -10,6 +10,10 @@ public struct HTTPRequest: Sendable {
     public var connectTimeout: Double
     /// Seconds allowed for the whole transfer (libcurl: `CURLOPT_TIMEOUT_MS`).
     public var totalTimeout: Double
+    /// Whether the server drops a repeat of this request (it honours its idempotency key). Only then may libcurl send
+    /// it again by itself when a reused connection closed before the answer; a request a repeat would duplicate is
+    /// never sent twice by libcurl, and a failure says whether its body started (``CurlError/requestSent``).
+    public var repeatable = true
 
     public init(
         method: String = "GET",

@@ -47,8 +47,8 @@ public struct GatewayEndpoint: Sendable {
 extension GatewayEndpoint {
     /// A JSON `POST` to the endpoint with a bearer token and the message's idempotency key, as the webhooks and
     /// SendGrid take it.
-    func bearerJSONRequest(_ body: JSONBytes, idempotencyKey: String) -> HTTPRequest {
-        HTTPRequest(
+    func bearerJSONRequest(_ body: JSONBytes, idempotencyKey: String, repeatable: Bool) -> HTTPRequest {
+        var request = HTTPRequest(
             method: "POST",
             url: url,
             headers: [
@@ -59,6 +59,8 @@ extension GatewayEndpoint {
             connectTimeout: connectTimeout,
             totalTimeout: totalTimeout
         )
+        request.repeatable = repeatable
+        return request
     }
 }
 

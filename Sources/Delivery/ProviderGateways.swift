@@ -29,7 +29,7 @@ public struct SendGridGateway: Gateway {
         body.raw(#"}}],"#)
         appendSharedFields(to: &body, subject: subject, html: html, text: text)
         body.raw("}")
-        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
+        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey, repeatable: isIdempotent)
     }
 
     /// The sender, subject and content, which every recipient of a request shares.
@@ -111,7 +111,7 @@ extension SendGridGateway: BatchEmailGateway {
         body.raw("],")
         appendSharedFields(to: &body, subject: subject, html: html, text: text)
         body.raw("}")
-        return endpoint.bearerJSONRequest(body, idempotencyKey: idempotencyKey)
+        return endpoint.bearerJSONRequest(body, idempotencyKey: idempotencyKey, repeatable: isIdempotent)
     }
 }
 
@@ -142,7 +142,7 @@ public struct TwilioGateway: Gateway {
         let form = [("To", message.to), (sender, endpoint.from), ("Body", text)]
             .map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }
             .joined(separator: "&")
-        return HTTPRequest(
+        var request = HTTPRequest(
             method: "POST",
             url: messagesURL,
             headers: [
@@ -153,6 +153,8 @@ public struct TwilioGateway: Gateway {
             connectTimeout: endpoint.connectTimeout,
             totalTimeout: endpoint.totalTimeout
         )
+        request.repeatable = false
+        return request
     }
 
     public func verdict(for response: HTTPResponse) -> GatewayVerdict {

@@ -23,7 +23,7 @@ public struct WebhookEmailGateway: Gateway {
             "from": endpoint.from, "to": message.to, "subject": subject, "html": html, "text": text,
             "idempotency_key": message.idempotencyKey,
         ])
-        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
+        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey, repeatable: isIdempotent)
     }
 
     public func verdict(for response: HTTPResponse) -> GatewayVerdict {
@@ -73,7 +73,7 @@ extension WebhookEmailGateway: BatchEmailGateway {
             body.raw("}")
         }
         body.raw("]}")
-        return endpoint.bearerJSONRequest(body, idempotencyKey: idempotencyKey)
+        return endpoint.bearerJSONRequest(body, idempotencyKey: idempotencyKey, repeatable: isIdempotent)
     }
 }
 
@@ -96,7 +96,7 @@ public struct WebhookSMSGateway: Gateway {
         }
         var body = JSONBytes(capacity: 128 + text.utf8.count)
         body.object(["from": endpoint.from, "to": message.to, "text": text, "idempotency_key": message.idempotencyKey])
-        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey)
+        return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey, repeatable: isIdempotent)
     }
 
     public func verdict(for response: HTTPResponse) -> GatewayVerdict {

@@ -64,7 +64,9 @@ import Testing
         var faults = FaultPlan()
         faults.dropRate = 1
         try Self.withSimulator(faults) { _, base in
-            let error = #expect(throws: CurlError.self) { try CurlEasyClient().perform(Self.email(base)) }
+            var request = Self.email(base)
+            request.repeatable = false
+            let error = #expect(throws: CurlError.self) { try CurlEasyClient().perform(request) }
             // The server read the whole request before closing: it may have acted on it.
             #expect(error?.requestSent == true)
         }
@@ -73,6 +75,7 @@ import Testing
     @Test func aPostThatNeverConnectedWasNotSent() throws {
         var request = HTTPRequest(method: "POST", url: "http://127.0.0.1:1/webhook", body: Data("{}".utf8))
         request.connectTimeout = 1
+        request.repeatable = false
         let error = #expect(throws: CurlError.self) { try CurlEasyClient().perform(request) }
         #expect(error?.requestSent == false)
     }
