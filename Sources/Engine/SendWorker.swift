@@ -316,9 +316,10 @@ final class SendWorker: Sendable {
         cancelRequests()
         for batch in inFlight { _ = batch.collector.wait(seconds: 30) }
         // Writes are fenced by the lease holder, not its expiry: recording stays safe for as long as nobody else has
-        // claimed the send, so the worker keeps trying for a minute while the server is away or read-only. The same
-        // statement failing three times otherwise (a statement timeout, a deadlock) ends it sooner.
-        let deadline = Date().addingTimeInterval(60)
+        // claimed the send, so the worker keeps trying for five minutes while the server is away or read-only (a
+        // switchover, a restart), or until the daemon stops. The same statement failing three times otherwise (a
+        // statement timeout, a deadlock) ends it sooner.
+        let deadline = Date().addingTimeInterval(300)
         var unrecorded = inFlight[...]
         var recorded = 0
         var delay = 0.2
@@ -357,7 +358,7 @@ final class SendWorker: Sendable {
                     statementFailures += 1
                     if statementFailures >= 3 { throw failure }
                 }
-                Thread.sleep(forTimeInterval: delay)
+                if stop.sleep(delay) { throw failure }
                 delay = min(delay * 2, 5)
             }
         }
