@@ -355,40 +355,23 @@ def gateway_down(s, outage):
     s.faults()
 
 
-def storm_5xx(s, outage):
-    s.faults(error_rate=0.5, error_status=502)
-    s.start("a")
-    s.arrive()
+def under_faults(name, **plan):
+    """A scenario that runs a whole send under one fault plan."""
+    def drive(s, outage):
+        s.faults(**plan)
+        s.start("a")
+        s.arrive()
+    drive.__name__ = name
+    return drive
 
 
-def timeouts_after_accept(s, outage):
-    s.faults(delay_rate=0.05, delay_milliseconds=3000)
-    s.start("a")
-    s.arrive()
-
-
-def dropped_connections(s, outage):
-    s.faults(drop_rate=0.05, lost_answer_rate=0.05)
-    s.start("a")
-    s.arrive()
-
-
-def storm_429_with_retry_after(s, outage):
-    s.faults(rate_limit_rate=0.5, retry_after_seconds=1)
-    s.start("a")
-    s.arrive()
-
-
-def storm_429_without_retry_after(s, outage):
-    s.faults(rate_limit_rate=0.5, retry_after_seconds=-1)
-    s.start("a")
-    s.arrive()
-
-
-def malformed_2xx(s, outage):
-    s.faults(malformed_rate=0.1)
-    s.start("a")
-    s.arrive()
+storm_5xx = under_faults("storm_5xx", error_rate=0.5, error_status=502)
+timeouts_after_accept = under_faults("timeouts_after_accept", delay_rate=0.05, delay_milliseconds=3000)
+dropped_connections = under_faults("dropped_connections", drop_rate=0.05, lost_answer_rate=0.05)
+storm_429_with_retry_after = under_faults("storm_429_with_retry_after", rate_limit_rate=0.5, retry_after_seconds=1)
+storm_429_without_retry_after = under_faults("storm_429_without_retry_after", rate_limit_rate=0.5,
+                                             retry_after_seconds=-1)
+malformed_2xx = under_faults("malformed_2xx", malformed_rate=0.1)
 
 
 SCENARIOS = [
