@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +30,6 @@ def psql(sql, database, quiet=True):
     if result.returncode != 0:
         raise RuntimeError(f"psql failed: {result.stderr.strip()}\n{sql}")
     return [line.split("\t") for line in result.stdout.splitlines() if line]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Daemon:
