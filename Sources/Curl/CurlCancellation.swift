@@ -6,8 +6,16 @@ import Synchronization
 ///
 /// A send worker that loses its lease hands its messages to whoever takes the send over; its own requests must stop
 /// at once, or retries scheduled a minute ahead would still go out beside the new holder's.
+///
+/// It can also lapse: a worker that holds a lease says until when (``hold(until:)``), and a request that has not
+/// started by then never starts. A worker frozen (SIGSTOP, a stuck machine) past its lease has been replaced by the
+/// time it runs again; its queued requests and retries must not go out beside the new holder's, and the worker's
+/// own thread may only notice after they would have.
 public final class CurlCancellation: Sendable {
     private let cancelled = Atomic<Bool>(false)
+    /// Nanoseconds after ``reference`` after which nothing more starts; `Int64.max` while nothing lapses.
+    private let lapsesAt = Atomic<Int64>(.max)
+    private static let reference = ContinuousClock.now
 
     public init() {}
 
@@ -15,6 +23,24 @@ public final class CurlCancellation: Sendable {
     public var isCancelled: Bool { cancelled.load(ordering: .acquiring) }
 
     func markCancelled() { cancelled.store(true, ordering: .releasing) }
+
+    /// Lets requests start until `instant`, and none after it (until the next call moves it on).
+    public func hold(until instant: ContinuousClock.Instant) {
+        let elapsed = Self.reference.duration(to: instant).components
+        let nanoseconds = elapsed.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        lapsesAt.store(
+            nanoseconds.overflow ? .max : nanoseconds.partialValue &+ elapsed.attoseconds / 1_000_000_000,
+            ordering: .releasing
+        )
+    }
+
+    /// Whether requests may no longer start at `now`: cancelled, or past the instant given to ``hold(until:)``.
+    public func hasLapsed(at now: ContinuousClock.Instant = .now) -> Bool {
+        if isCancelled { return true }
+        let limit = lapsesAt.load(ordering: .acquiring)
+        guard limit != .max else { return false }
+        return Self.reference.duration(to: now) > .nanoseconds(limit)
+    }
 }
 
 extension CurlError {

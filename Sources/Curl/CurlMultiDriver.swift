@@ -117,7 +117,7 @@ public final class CurlMultiDriver: Sendable {
         cancellation: CurlCancellation? = nil,
         completion: @escaping @Sendable (Result<HTTPResponse, CurlError>) -> Void
     ) {
-        if cancellation?.isCancelled == true {
+        if cancellation?.hasLapsed() == true {
             completion(.failure(CurlError(cancelled: ())))
             return
         }
@@ -313,6 +313,14 @@ public final class CurlMultiDriver: Sendable {
                 break
             }
             let job = waiting[index]
+            if job.cancellation?.hasLapsed(at: now) == true {
+                // Its sender's lease ran out (or it was cancelled) while it waited: someone else sends it now.
+                waiting.swapAt(index, waiting.count - 1)
+                waiting.removeLast()
+                stats.withLock { $0.completed += 1 }
+                job.completion(.failure(CurlError(cancelled: ())))
+                continue
+            }
             if job.notBefore > now {
                 schedule.nextWake = min(schedule.nextWake ?? job.notBefore, job.notBefore)
                 index += 1

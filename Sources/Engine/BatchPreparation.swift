@@ -122,13 +122,6 @@ struct BatchPreparation: Sendable {
         return prepared
     }
 
-    static func shopTime(_ date: Date, _ timeZone: String) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: timeZone) ?? TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm"
-        return formatter.string(from: date)
-    }
 }
 
 /// Result slots written by concurrent iterations, each index by exactly one of them.

@@ -55,6 +55,8 @@ public final class Engine: Sendable {
     private let deferred = Mutex<[Int64: Date]>([:])
     private let wake = DispatchSemaphore(value: 0)
     private let heartbeatCounter = Atomic<UInt64>(0)
+    /// When each running worker last showed progress (a lease renewed, a batch recorded).
+    private let pulses = Mutex<[Int64: ContinuousClock.Instant]>([:])
     let progress = SendProgressBoard()
 
     public init(settings: EngineSettings, dependencies: EngineDependencies, logger: Logger) {
@@ -67,6 +69,20 @@ public final class Engine: Sendable {
 
     /// Advances every time the scheduler loop goes round; the systemd watchdog is fed only while it moves.
     public var heartbeat: UInt64 { heartbeatCounter.load(ordering: .relaxed) }
+
+    /// Whether every running worker has shown progress within one lease: renewed its lease, recorded a batch, or
+    /// retried a database that is away. A worker waiting on a gateway renews its lease meanwhile (a gateway that is
+    /// down included), so only one stuck in a call that does not return falls silent. The systemd watchdog is fed only
+    /// while this holds.
+    public var workersAreProgressing: Bool {
+        let now = ContinuousClock.now
+        let interval = Duration.milliseconds(Int64(settings.leaseSeconds * 1000))
+        return pulses.withLock { $0.values.allSatisfy { now - $0 <= interval } }
+    }
+
+    func pulse(sendID: Int64) {
+        pulses.withLock { $0[sendID] = .now }
+    }
 
     /// One readable line for `systemctl status`: each send being delivered with its sent, failed and total counts
     /// and its rate, or `idle`.
@@ -88,12 +104,7 @@ public final class Engine: Sendable {
             do {
                 if connection == nil {
                     let fresh = try dependencies.connect()
-                    try fresh.listen("coupond_sends")
-                    if try EngineStore(connection: fresh, owner: settings.instanceName, leaseSeconds: 0)
-                        .clockOverridden()
-                    {
-                        logger.warning("coupond.clock_override is set: the rules run on a shifted clock (test or demo)")
-                    }
+                    if settings.listen { try fresh.listen("coupond_sends") }
                     connection = fresh
                     reconnectDelay = 0.5
                     nextPoll = .distantPast
@@ -101,15 +112,30 @@ public final class Engine: Sendable {
                 guard let connection else { continue }
                 let store = EngineStore(connection: connection, owner: settings.instanceName, leaseSeconds: 0)
                 if Date() >= nextPoll {
+                    if let override = try store.clockOverride() {
+                        logger.warning(
+                            "coupond.clock_override is set: the rules run on a shifted clock (test or demo only)",
+                            metadata: ["clock.override": "\(override)"]
+                        )
+                    }
                     startWorkers(for: try store.dueSendIDs(limit: settings.maxConcurrentSends * 4), stop: stop)
+                    // Nothing waiting for a busy group is polled for: the send that holds the group changes status
+                    // (a NOTIFY) or stops renewing its lease (a change this wait is computed to).
                     var wait = settings.pollInterval
-                    if let untilDue = try store.secondsUntilNextDue() { wait = min(wait, max(0.05, untilDue)) }
+                    if let untilChange = try store.secondsUntilNextChange() {
+                        wait = min(wait, max(0.05, untilChange))
+                    }
                     nextPoll = Date().addingTimeInterval(wait)
                 }
                 try health.report(to: GatewayHealthStore(connection: connection))
                 let timeout = min(1, max(0.01, nextPoll.timeIntervalSinceNow))
                 // A send changed status or a worker finished: deferred sends may be free to go now.
-                let notified = !(try connection.waitForNotifications(timeout: timeout)).isEmpty
+                let notified: Bool
+                if settings.listen {
+                    notified = !(try connection.waitForNotifications(timeout: timeout)).isEmpty
+                } else {
+                    notified = wake.wait(timeout: .now() + timeout) == .success
+                }
                 if notified || wake.wait(timeout: .now()) == .success {
                     deferred.withLock { $0.removeAll() }
                     nextPoll = .distantPast
@@ -148,16 +174,18 @@ public final class Engine: Sendable {
             }
             guard started else { continue }
             let worker = SendWorker(sendID: sendID, engine: self, stop: stop)
-            let retryAfter = settings.pollInterval
+            let retryAfter = min(settings.pollInterval, 1)
+            pulse(sendID: sendID)
             let thread = Thread { [self] in
                 let worked = worker.run()
+                pulses.withLock { _ = $0.removeValue(forKey: sendID) }
                 active.withLock { _ = $0.remove(sendID) }
                 if worked {
                     // Another send of the same group may be waiting for this one.
                     wake.signal()
                 } else {
-                    // Its group is busy or its holder's lease still runs: look again after a poll interval (or a
-                    // NOTIFY when a send changes status), not in a tight loop.
+                    // Another instance took it first, or its group became busy meanwhile: look again after a second
+                    // (or a NOTIFY when a send changes status), not in a tight loop.
                     deferred.withLock { $0[sendID] = Date().addingTimeInterval(retryAfter) }
                 }
             }

@@ -23,6 +23,9 @@ public struct EngineSettings: Sendable {
     /// Times a send may be taken up (by any instance) before it is failed with `system_error` as one that cannot go
     /// out: a send whose work keeps ending in errors that may pass is otherwise taken up again forever.
     public var maxSendAttempts: Int
+    /// Whether the scheduler listens for `NOTIFY coupond_sends`; without it the engine polls only and keeps no state
+    /// in its database sessions, so that it can run behind a transaction-pooling proxy.
+    public var listen: Bool
 
     public init(
         instanceName: String,
@@ -34,7 +37,8 @@ public struct EngineSettings: Sendable {
         preparationThreads: Int = ProcessInfo.processInfo.activeProcessorCount,
         smsPricePerSegment: Decimal? = nil,
         shutdownGrace: Double = 10,
-        maxSendAttempts: Int = 20
+        maxSendAttempts: Int = 20,
+        listen: Bool = true
     ) {
         self.instanceName = instanceName
         self.pollInterval = pollInterval
@@ -46,5 +50,6 @@ public struct EngineSettings: Sendable {
         self.smsPricePerSegment = smsPricePerSegment
         self.shutdownGrace = shutdownGrace
         self.maxSendAttempts = max(1, maxSendAttempts)
+        self.listen = listen
     }
 }

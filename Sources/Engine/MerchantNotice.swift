@@ -13,6 +13,8 @@ struct MerchantNotice {
     let leaseSeconds: Double
     /// The worker's, so that the notice stops with the rest of the send's requests.
     let cancellation: CurlCancellation
+    /// Tells the worker that the lease was renewed by a statement sent at the given instant.
+    let leaseRenewed: (ContinuousClock.Instant) -> Void
 
     /// Rule 8: tells the merchant how the send ended, with the report link only when some customers failed.
     func send(for send: ClaimedSend, store: EngineStore, logger: Logger) throws {
@@ -29,9 +31,9 @@ struct MerchantNotice {
         var reportExpires: String?
         if summary.failedCount > 0, let signer = dependencies.reportLinks, let finished = summary.finishedAt {
             reportLink = signer.link(sendID: send.id, finishedAt: finished, installation: context.installation)
-            reportExpires = BatchPreparation.shopTime(
+            reportExpires = ShopTime.format(
                 finished.addingTimeInterval(ReportLinkSigner.lifetime),
-                context.timeZone
+                timeZone: context.timeZone
             )
         }
         let notice = dependencies.notices.render(
@@ -66,7 +68,9 @@ struct MerchantNotice {
         ) { collector.set(0, email: $0) }
         collector.sealed()
         while !collector.wait(seconds: max(1, leaseSeconds / 3)) {
+            let renewedAt = ContinuousClock.now
             try store.renewLease(sendID: send.id)
+            leaseRenewed(renewedAt)
         }
         switch collector.outcomes(0).email {
         case .sent:

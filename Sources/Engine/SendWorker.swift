@@ -33,7 +33,12 @@ final class SendWorker: Sendable {
     /// A worker runs once, so one token serves its whole run.
     private let cancellation = CurlCancellation()
     private var notice: MerchantNotice {
-        MerchantNotice(dependencies: dependencies, leaseSeconds: settings.leaseSeconds, cancellation: cancellation)
+        MerchantNotice(
+            dependencies: dependencies,
+            leaseSeconds: settings.leaseSeconds,
+            cancellation: cancellation,
+            leaseRenewed: { [self] in leaseRenewed(at: $0) }
+        )
     }
 
     /// Returns whether the send was taken (so others may now proceed), `false` when it was not this worker's.
@@ -48,7 +53,6 @@ final class SendWorker: Sendable {
             logger.warning("cannot connect to work on send", metadata: ["error": "\(error)"])
             return false
         }
-        // Closing the session also releases the group lock, whatever happened.
         defer { connection.close() }
         // On a normal end nothing is left to stop; otherwise the send's requests and retries end here.
         defer {
@@ -63,12 +67,12 @@ final class SendWorker: Sendable {
         )
         var claimed: ClaimedSend?
         do {
-            guard let groupID = try store.groupID(ofSend: sendID) else { return false }
-            guard try store.tryGroupLock(groupID: groupID) else {
-                logger.debug("group busy with another send; waiting", metadata: ["group.id": "\(groupID)"])
+            let claimedAt = ContinuousClock.now
+            guard var send = try store.claim(sendID: sendID) else {
+                logger.debug("send not free to take (its group is busy, or another instance holds it)")
                 return false
             }
-            guard var send = try store.claim(sendID: sendID) else { return false }
+            leaseRenewed(at: claimedAt)
             store = store.holding(send)
             claimed = send
             logger[metadataKey: "group.id"] = "\(send.groupID)"
@@ -82,7 +86,9 @@ final class SendWorker: Sendable {
                 send.status = .failed
             }
             if send.status == .notStarted {
+                let startedAt = ContinuousClock.now
                 send.status = try start(send, store: store, logger: logger)
+                leaseRenewed(at: startedAt)
             } else if send.status == .sending {
                 logger.notice(
                     "resuming send left by another worker",
@@ -157,7 +163,7 @@ final class SendWorker: Sendable {
                     customerName: nil,
                     couponTitle: context.couponTitle,
                     couponDescription: context.couponDescription,
-                    couponEndsAt: context.couponEndsAt.map { BatchPreparation.shopTime($0, context.timeZone) },
+                    couponEndsAt: context.couponEndsAt.map { ShopTime.format($0, timeZone: context.timeZone) },
                     emailLink: "",
                     smsLink: ""
                 )
@@ -268,7 +274,9 @@ final class SendWorker: Sendable {
             }
             guard let oldest = inFlight.first else { break }
             let outcomes = try collect(oldest, store: store)
+            let recordedAt = ContinuousClock.now
             let (sent, failed) = try store.record(sendID: send.id, outcomes: outcomes)
+            leaseRenewed(at: recordedAt)
             inFlight.removeFirst()
             engine.progress.add(
                 sendID: send.id,
@@ -325,6 +333,7 @@ final class SendWorker: Sendable {
         var delay = 0.2
         var statementFailures = 0
         while Date() < deadline {
+            engine.pulse(sendID: sendID)
             do {
                 let connection = try dependencies.connect()
                 defer { connection.close() }
@@ -368,8 +377,18 @@ final class SendWorker: Sendable {
     /// Waits for every outcome of a batch, renewing the lease meanwhile, and turns them into rows to record.
     private func collect(_ batch: InFlightBatch, store: EngineStore) throws -> [RecipientOutcome] {
         while !batch.collector.wait(seconds: max(1, settings.leaseSeconds / 3)) {
+            let renewedAt = ContinuousClock.now
             try store.renewLease(sendID: sendID)
+            leaseRenewed(at: renewedAt)
         }
         return BatchOutcomes(smsPricePerSegment: settings.smsPricePerSegment).rows(for: batch)
+    }
+
+    /// After the lease was renewed by a statement sent at `renewedAt`: the send's requests may start until a tenth
+    /// of a lease before it runs out in the database (which counts from a moment after `renewedAt`), and the engine
+    /// hears that this worker is making progress.
+    private func leaseRenewed(at renewedAt: ContinuousClock.Instant) {
+        cancellation.hold(until: renewedAt + .milliseconds(Int64(settings.leaseSeconds * 900)))
+        engine.pulse(sendID: sendID)
     }
 }

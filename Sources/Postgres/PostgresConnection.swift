@@ -39,12 +39,19 @@ public final class PostgresConnection {
     ///   - connectionString: `postgresql://…` or `key=value …`, or `nil` for the environment.
     ///   - database: a database name that overrides the one the string or environment names.
     ///   - applicationName: reported in `pg_stat_activity` unless the string or `PGAPPNAME` sets one.
+    ///   - safeguards: timeouts and keepalives for a long-lived connection; the string's own keywords win.
     /// - Throws: ``PostgresError`` with code `.connectionFailed`.
-    public init(connectionString: String? = nil, database: String? = nil, applicationName: String = "coupond") throws {
+    public init(
+        connectionString: String? = nil,
+        database: String? = nil,
+        applicationName: String = "coupond",
+        safeguards: ConnectionSafeguards? = nil
+    ) throws {
         var parameters: [(String, String)] = [
             ("fallback_application_name", applicationName),
             ("client_encoding", "UTF8"),
         ]
+        parameters += safeguards?.keywords ?? []
         let environment = ProcessInfo.processInfo.environment
         if environment["PGCONNECT_TIMEOUT"] == nil {
             parameters.append(("connect_timeout", "10"))

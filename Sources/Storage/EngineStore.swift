@@ -112,7 +112,7 @@ public struct EngineStore {
     public let owner: String
     public let leaseSeconds: Double
 
-    /// Namespace of the per-group advisory locks ("CPGR").
+    /// Namespace of the per-group advisory locks ("CPGR"), held only for the length of a claim's transaction.
     static let groupLockNamespace: Int32 = 0x4350_4752
 
     public init(connection: PostgresConnection, owner: String, leaseSeconds: Double) {
@@ -125,63 +125,86 @@ public struct EngineStore {
 
     // MARK: - Finding work
 
-    /// Sends that are due, abandoned by a dead holder, or waiting for their notice, oldest first.
+    /// Sends this instance could take now, oldest first: due sends whose group is free (no send of the group is
+    /// sending and none older waits), sends left by a holder whose lease ran out, and notices waiting to go.
+    ///
+    /// A send waiting for its group, or held by a live lease, is not returned, so any number of them cannot keep a
+    /// due send of a free group from being picked up. Every row is read along `sends_due` and the group indexes.
     public func dueSendIDs(limit: Int) throws -> [Int64] {
-        try connection.query(
-            """
-            SELECT id FROM coupond.sends
-            WHERE (status = 'not_started' AND scheduled_at <= coupond.clock_now())
-               OR ((status = 'sending' OR notice_status = 'pending')
-                   AND (lease_expires_at IS NULL OR lease_expires_at < now()))
-            ORDER BY scheduled_at, id
-            LIMIT \(limit)
-            """
-        ).map { try $0.decode("id") }
+        try connection.query(Self.dueQuery(limit: limit)).map { try $0.decode("id") }
     }
 
-    /// Seconds until the next not started send is due, or `nil` when none is scheduled.
-    public func secondsUntilNextDue() throws -> Double? {
+    /// The statement of ``dueSendIDs(limit:)``, for reading its plan.
+    public static func dueQuery(limit: Int) -> PostgresQuery {
+        """
+        SELECT s.id FROM coupond.sends s
+        WHERE s.scheduled_at <= coupond.clock_now()
+          AND (s.status IN ('not_started', 'sending') OR s.notice_status = 'pending')
+          AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now())
+          AND (s.status <> 'not_started'
+               OR (NOT EXISTS (SELECT 1 FROM coupond.sends o WHERE o.group_id = s.group_id AND o.status = 'sending')
+                   AND NOT EXISTS (
+                       SELECT 1 FROM coupond.sends o
+                       WHERE o.group_id = s.group_id AND o.status = 'not_started'
+                         AND (o.scheduled_at, o.id) < (s.scheduled_at, s.id))))
+        ORDER BY s.scheduled_at, s.id
+        LIMIT \(limit)
+        """
+    }
+
+    /// Seconds until something may become startable without a notification: the next send falls due, or the next
+    /// lease of a due send runs out (its holder may have stopped). `nil` when neither is ahead.
+    public func secondsUntilNextChange() throws -> Double? {
+        try connection.queryRow(Self.nextChangeQuery)?.decode("seconds", as: Double?.self)
+    }
+
+    /// The statement of ``secondsUntilNextChange()``, for reading its plan.
+    public static let nextChangeQuery: PostgresQuery = """
+        SELECT extract(epoch FROM least(
+            (SELECT min(scheduled_at) FROM coupond.sends
+             WHERE status = 'not_started' AND scheduled_at > coupond.clock_now()) - coupond.clock_now(),
+            (SELECT min(lease_expires_at) FROM coupond.sends
+             WHERE scheduled_at <= coupond.clock_now()
+               AND (status IN ('not_started', 'sending') OR notice_status = 'pending')
+               AND lease_expires_at >= now()) - now()
+        ))::float8 AS seconds
+        """
+
+    /// How `coupond.clock_override` moves the rules' clock (tests and demos only), or `nil` when it does not.
+    public func clockOverride() throws -> String? {
         try connection.queryRow(
             """
-            SELECT extract(epoch FROM min(scheduled_at) - coupond.clock_now())::float8 AS seconds
-            FROM coupond.sends WHERE status = 'not_started'
+            SELECT CASE WHEN fixed_at IS NOT NULL THEN 'fixed at ' || to_char(fixed_at, 'YYYY-MM-DD HH24:MI:SS TZH')
+                        ELSE 'shifted by ' || shift::text END AS override
+            FROM coupond.clock_override
             """
-        )?.decode("seconds", as: Double?.self)
-    }
-
-    /// Whether `coupond.clock_override` moves the rules' clock (tests and demos only).
-    public func clockOverridden() throws -> Bool {
-        try connection.queryRow("SELECT EXISTS (SELECT 1 FROM coupond.clock_override) AS overridden")?
-            .decode("overridden") ?? false
+        )?.decode("override")
     }
 
     // MARK: - Claiming
 
-    /// Takes the group's lock for this connection's session: it dies with the session if the instance dies.
-    ///
-    /// - Returns: `false` when another session holds it (a send to the same group is running).
-    public func tryGroupLock(groupID: Int64) throws -> Bool {
-        try connection.queryRow(
-            "SELECT pg_try_advisory_lock(\(Self.groupLockNamespace), \(Self.groupKey(groupID))) AS locked"
-        )?.decode("locked") ?? false
-    }
-
-    public func releaseGroupLock(groupID: Int64) throws {
-        try connection.execute("SELECT pg_advisory_unlock(\(Self.groupLockNamespace), \(Self.groupKey(groupID)))")
-    }
-
     static func groupKey(_ groupID: Int64) -> Int32 { Int32(truncatingIfNeeded: groupID % Int64(Int32.max)) }
 
-    /// The group of a send, for taking its lock before the claim.
-    public func groupID(ofSend sendID: Int64) throws -> Int64? {
-        try connection.queryRow("SELECT group_id FROM coupond.sends WHERE id = \(sendID)")?.decode("group_id")
-    }
-
-    /// Takes the lease on a send if it still needs work and nothing older of its group is unfinished.
+    /// Takes the lease on a send if it still needs work and its group is free: no other send of the group is sending,
+    /// and none older is due.
     ///
-    /// Call it while holding the group's lock. - Returns: the send, or `nil` when it is not this instance's to take.
+    /// Group exclusivity (rule 12) lives in the sends' rows, under their leases: a send of the group that is
+    /// `sending` keeps the group, whoever holds it, and when its holder stops renewing, any instance takes that send
+    /// over after `lease_seconds`, even while the old holder's session lives on (frozen, or stuck behind a dead
+    /// connection). Nothing is held by the session: the group's advisory lock only serialises concurrent claims and
+    /// ends with the transaction, so this works behind a transaction-pooling proxy.
+    ///
+    /// - Returns: the send, or `nil` when it is not this instance's to take.
     public func claim(sendID: Int64) throws -> ClaimedSend? {
         try connection.transaction {
+            guard
+                let groupID: Int64 = try connection.queryRow(
+                    "SELECT group_id FROM coupond.sends WHERE id = \(sendID)"
+                )?.decode("group_id")
+            else { return nil }
+            try connection.execute(
+                "SELECT pg_advisory_xact_lock(\(Self.groupLockNamespace), \(Self.groupKey(groupID)))"
+            )
             guard
                 let row = try connection.queryRow(
                     """
@@ -269,65 +292,27 @@ public struct EngineStore {
 
     // MARK: - Starting (rule 4)
 
-    /// Checks the coupon again and, if it still fits, moves the send to `sending` with its member count as the
-    /// number of recipients. The recipients themselves are written part by part as the send goes
-    /// (``RecipientStore/writeRecipients(of:after:limit:)``), so the first messages leave at once.
+    /// Checks the coupon again through `coupond.start_send` (rule 4, defined once in SQL) and, if it still fits,
+    /// moves the send to `sending` with its member count as the number of recipients. The recipients themselves are
+    /// written part by part as the send goes (``RecipientStore/writeRecipients(of:after:limit:)``), so the first
+    /// messages leave at once.
+    ///
+    /// - Throws: ``LeaseLost`` when the send is no longer this holder's.
     public func start(_ send: ClaimedSend) throws -> StartOutcome {
-        try connection.transaction {
-            try renewLease(sendID: send.id)
-            let members: Int =
-                try connection.queryRow(
-                    """
-                    SELECT count(*) AS members FROM coupond.group_members
-                    WHERE group_id = \(send.groupID) AND removed_at IS NULL
-                    """
-                )?.decode("members") ?? 0
-            // The share lock keeps the coupon's limits as checked until the send has moved on.
-            let coupon = try connection.queryRow(
-                """
-                SELECT c.status, c.kind, c.target, c.ends_at, c.receive_limit, c.claimed_count,
-                       c.conditions_version, s.coupon_conditions_version, coupond.clock_now() AS clock
-                FROM coupond.sends s JOIN coupond.coupons c ON c.id = s.coupon_id
-                WHERE s.id = \(send.id)
-                FOR SHARE OF c
-                """
+        guard
+            let row = try connection.queryRow(
+                "SELECT * FROM coupond.start_send(\(send.id), \(owner), \(lease)::interval)"
             )
-            if let reason = try coupon.map({ try Self.startFailure($0, members: members) }) ?? "invalid_coupon" {
-                try connection.execute(
-                    """
-                    UPDATE coupond.sends SET status = 'failed', failure_reason = \(reason), notice_status = 'pending'
-                    WHERE id = \(send.id)
-                    """
-                )
-                return .failed(reason: reason)
-            }
-            try connection.execute(
-                """
-                UPDATE coupond.sends
-                SET status = 'sending', recipient_count = \(members), failed_count = 0,
-                    recipients_after = \(RecipientStore.beforeEveryCustomer)
-                WHERE id = \(send.id)
-                """
-            )
-            return .sending(recipients: members)
+        else { throw LeaseLost(sendID: send.id) }
+        let status: SendStatus = try row.decode("status")
+        switch status {
+        case .sending:
+            return .sending(recipients: try row.decode("recipients", as: Int?.self) ?? 0)
+        case .failed:
+            return .failed(reason: try row.decode("failure_reason", as: String?.self) ?? "system_error")
+        default:
+            throw StorageError("send \(send.id) is \(status.rawValue) and cannot start")
         }
-    }
-
-    /// Rule 4's reasons, in the order a merchant would want to hear them.
-    static func startFailure(_ coupon: PostgresRow, members: Int) throws -> String? {
-        let clock: Date = try coupon.decode("clock")
-        if coupon["status"] != "published" { return "invalid_coupon" }
-        if let ends = try coupon.decode("ends_at", as: Date?.self), ends <= clock { return "invalid_coupon" }
-        if coupon["kind"] != "get_coupon_link" || coupon["target"] != "all_customers" { return "coupon_inapplicable" }
-        let conditions = try coupon.decode("conditions_version", as: Int?.self)
-        if try conditions != coupon.decode("coupon_conditions_version", as: Int?.self) {
-            return "coupon_inapplicable"
-        }
-        if let limit = try coupon.decode("receive_limit", as: Int?.self) {
-            let remaining = limit - (try coupon.decode("claimed_count", as: Int.self))
-            if remaining < members { return "insufficient_coupons" }
-        }
-        return nil
     }
 
     /// Marks a send failed with `system_error` (rule 4), when something other than the coupon stopped it.

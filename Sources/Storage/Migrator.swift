@@ -37,6 +37,26 @@ public struct MigrationError: Error, CustomStringConvertible {
     }
 }
 
+/// The roles `coupond migrate` creates and grants (README, "Roles"): the migrating user owns the schema.
+public struct RoleNames: Sendable, Equatable {
+    /// For `coupond run`: reads everything, works sends and their recipients, nothing more.
+    public var daemon: String
+    /// For other systems: inserts a send's own columns, cancels, claims, reads status.
+    public var platform: String
+    /// For reports and dashboards: reads everything.
+    public var readonly: String
+
+    public init(
+        daemon: String = "coupond_daemon",
+        platform: String = "coupond_platform",
+        readonly: String = "coupond_readonly"
+    ) {
+        self.daemon = daemon
+        self.platform = platform
+        self.readonly = readonly
+    }
+}
+
 /// Applies the numbered SQL files of a folder to a database, each once, in order.
 ///
 /// Every file runs in its own transaction and is recorded in `coupond.schema_migrations` with its checksum in the
@@ -81,8 +101,15 @@ public struct Migrator: Sendable {
     ///
     /// - Returns: the files applied by this call, empty when the database was up to date.
     /// - Throws: ``MigrationError`` naming the file and line that failed, or when an applied file has changed.
+    ///
+    /// Then creates the roles that do not exist and grants each what it may do (`coupond.grant_roles`, from migration
+    /// 0012 on), every time, so that objects of later migrations are granted too.
     @discardableResult
-    public func migrate(on connection: PostgresConnection, logger: Logger) throws -> [Migration] {
+    public func migrate(
+        on connection: PostgresConnection,
+        logger: Logger,
+        roles: RoleNames = RoleNames()
+    ) throws -> [Migration] {
         try connection.execute("SELECT pg_advisory_lock(\(Self.lockKey))")
         defer { _ = try? connection.execute("SELECT pg_advisory_unlock(\(Self.lockKey))") }
         try connection.execute(
@@ -129,7 +156,28 @@ public struct Migrator: Sendable {
             logger.info("applied migration", metadata: ["migration.file": "\(migration.fileName)"])
             done.append(migration)
         }
+        try grant(roles, on: connection)
         return done
+    }
+
+    private func grant(_ roles: RoleNames, on connection: PostgresConnection) throws {
+        let present = try connection.queryRow(
+            "SELECT to_regprocedure('coupond.grant_roles(text, text, text)') IS NOT NULL AS present"
+        )
+        guard try present?.decode("present", as: Bool.self) == true else { return }
+        do {
+            try connection.execute(
+                "SELECT coupond.grant_roles(\(roles.daemon), \(roles.platform), \(roles.readonly))"
+            )
+        } catch let error as PostgresError {
+            var reason = error.message
+            if error.sqlState?.code == "42501" {
+                reason +=
+                    "; run coupond migrate as a role with CREATEROLE, or create the roles "
+                    + "\(roles.daemon), \(roles.platform) and \(roles.readonly) (NOLOGIN) first"
+            }
+            throw MigrationError(fileName: "roles", line: nil, underlying: StorageError(reason))
+        }
     }
 
     /// The highest version recorded in the database, 0 for an empty database.

@@ -15,7 +15,7 @@ public struct PreviewSource: Sendable {
     public var customerID: Int64?
     public var customerName: String?
     public var memberCount: Int
-    /// Members with a mobile number and SMS consent: the estimate's multiplier.
+    /// Members the send would reach by SMS (`coupond.sms_unreachable`, as at the start): the estimate's multiplier.
     public var smsReachableCount: Int
 
     /// The current member of a group with the longest name (the longest SMS), or `nil` for an empty group.
@@ -57,7 +57,7 @@ public struct PreviewSource: Sendable {
         let counts = try connection.queryRow(
             """
             SELECT count(*) AS members,
-                   count(*) FILTER (WHERE c.mobile IS NOT NULL AND c.sms_consent) AS sms_reachable,
+                   count(*) FILTER (WHERE coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL) AS sms_reachable,
                    min(c.id) AS first_member
             FROM coupond.group_members m JOIN coupond.customers c ON c.id = m.customer_id
             WHERE m.group_id = \(groupID) AND m.removed_at IS NULL

@@ -58,20 +58,17 @@ public struct RecipientStore {
                 WITH written AS (
                     INSERT INTO coupond.send_recipients
                         (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error)
+                    -- Who can be reached on which channel is coupond.email_unreachable and sms_unreachable's to
+                    -- say, as for the preview's estimate.
                     SELECT \(send.id), c.id, c.name, c.email, c.mobile,
                         CASE WHEN NOT \(send.email) THEN NULL
-                             WHEN coalesce(c.email, '') = '' OR NOT c.email_consent THEN 'failed' ELSE 'pending' END,
-                        CASE WHEN NOT \(send.email) THEN NULL
-                             WHEN coalesce(c.email, '') = '' THEN 'no_email_address'
-                             WHEN NOT c.email_consent THEN 'no_consent' END,
+                             WHEN coupond.email_unreachable(c.email, c.email_consent) IS NULL THEN 'pending'
+                             ELSE 'failed' END,
+                        CASE WHEN \(send.email) THEN coupond.email_unreachable(c.email, c.email_consent) END,
                         CASE WHEN NOT \(send.sms) THEN NULL
-                             WHEN coalesce(c.mobile, '') = '' OR c.mobile !~ '^\\+[1-9][0-9]{6,14}$'
-                                  OR NOT c.sms_consent THEN 'failed'
-                             ELSE 'pending' END,
-                        CASE WHEN NOT \(send.sms) THEN NULL
-                             WHEN coalesce(c.mobile, '') = '' THEN 'no_mobile_number'
-                             WHEN c.mobile !~ '^\\+[1-9][0-9]{6,14}$' THEN 'invalid_mobile_number'
-                             WHEN NOT c.sms_consent THEN 'no_consent' END
+                             WHEN coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL THEN 'pending'
+                             ELSE 'failed' END,
+                        CASE WHEN \(send.sms) THEN coupond.sms_unreachable(c.mobile, c.sms_consent) END
                     -- The part's members first, along the group's index, then their customer rows one by one:
                     -- joined the other way round, each part read the customers from the first id on.
                     FROM (

@@ -130,11 +130,8 @@ public struct SendStore {
         case .instant(let date):
             scheduledAt = "\(date)::timestamptz"
         case .shopLocal(let text):
-            // A shop that does not exist gets its refusal from the trigger, so fall back to UTC rather than NULL.
-            scheduledAt = """
-                \(text)::timestamp AT TIME ZONE \
-                coalesce((SELECT time_zone FROM coupond.shops WHERE id = \(request.shopID)), 'UTC')
-                """
+            // coupond.shop_hour refuses an hour the shop's clocks skip or pass twice instead of moving it.
+            scheduledAt = "coupond.shop_hour(\(request.shopID), \(text)::timestamp)"
         }
         let insert: PostgresQuery = """
             INSERT INTO coupond.sends (shop_id, group_id, coupon_id, send_email, send_sms, scheduled_at)

@@ -1,4 +1,6 @@
 import Foundation
+import Postgres
+import Storage
 
 /// Settings from the configuration file (JSON), with environment variables taking precedence.
 ///
@@ -31,6 +33,12 @@ struct Configuration {
     }
 
     var databaseURL: String?
+    /// Keepalives and timeouts of `coupond run`'s connections.
+    var safeguards = ConnectionSafeguards()
+    /// The roles `coupond migrate` creates and grants.
+    var roles = RoleNames()
+    /// Whether the scheduler listens for notifications (`false`: poll only, for transaction-pooling proxies).
+    var listen = true
     var templatesPath: String?
     var sqlPath: String?
     var instanceName: String?
@@ -52,13 +60,16 @@ struct Configuration {
 
     static let knownKeys: [String: Set<String>] = [
         "": ["database", "paths", "engine", "email", "sms", "links"],
-        "database": ["url"],
+        "database": [
+            "url", "keepalives_idle_seconds", "tcp_user_timeout_seconds", "statement_timeout_seconds",
+            "idle_in_transaction_timeout_seconds", "daemon_role", "platform_role", "readonly_role",
+        ],
         "paths": ["templates", "sql"],
         "engine": [
             "instance_name", "poll_interval_seconds", "lease_seconds", "batch_size", "batches_in_flight",
             "max_send_attempts",
             "max_concurrent_sends",
-            "max_in_flight", "preparation_threads", "shutdown_grace_seconds",
+            "max_in_flight", "preparation_threads", "shutdown_grace_seconds", "listen",
         ],
         "email": [
             "provider", "url", "from", "credential_file", "rate_per_second", "connect_timeout_seconds",
@@ -95,6 +106,19 @@ struct Configuration {
 
     private mutating func read(_ settings: Settings) throws {
         databaseURL = try settings.string("database.url")
+        safeguards.keepalivesIdle =
+            try settings.number("database.keepalives_idle_seconds", positive: false) ?? safeguards.keepalivesIdle
+        safeguards.tcpUserTimeout =
+            try settings.number("database.tcp_user_timeout_seconds", positive: false) ?? safeguards.tcpUserTimeout
+        safeguards.statementTimeout =
+            try settings.number("database.statement_timeout_seconds", positive: false) ?? safeguards.statementTimeout
+        safeguards.idleInTransactionTimeout =
+            try settings.number("database.idle_in_transaction_timeout_seconds", positive: false)
+            ?? safeguards.idleInTransactionTimeout
+        roles.daemon = try settings.roleName("database.daemon_role") ?? roles.daemon
+        roles.platform = try settings.roleName("database.platform_role") ?? roles.platform
+        roles.readonly = try settings.roleName("database.readonly_role") ?? roles.readonly
+        listen = try settings.bool("engine.listen") ?? listen
         templatesPath = try settings.string("paths.templates")
         sqlPath = try settings.string("paths.sql")
         instanceName = try settings.string("engine.instance_name")
@@ -250,6 +274,23 @@ private struct Settings {
         guard let value = raw(setting) else { return nil }
         guard let text = value as? String else { throw wrong(setting, "a string") }
         return text
+    }
+
+    func bool(_ setting: String) throws -> Bool? {
+        guard let value = raw(setting) else { return nil }
+        guard let number = value as? NSNumber, String(cString: number.objCType) == "c" else {
+            throw wrong(setting, "true or false")
+        }
+        return number.boolValue
+    }
+
+    /// A PostgreSQL role name: a lowercase letter or underscore, then up to 62 lowercase letters, digits or `_`.
+    func roleName(_ setting: String) throws -> String? {
+        guard let name = try string(setting) else { return nil }
+        guard name.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil else {
+            throw wrong(setting, "a role name of lowercase letters, digits and underscores")
+        }
+        return name
     }
 
     func number(_ setting: String, positive: Bool) throws -> Double? {

@@ -35,7 +35,7 @@ struct MigrateCommand: ParsableCommand {
             defer { connection.close() }
             let applied: [Migration]
             do {
-                applied = try migrator.migrate(on: connection, logger: commandLogger())
+                applied = try migrator.migrate(on: connection, logger: commandLogger(), roles: configuration.roles)
             } catch let error as MigrationError {
                 throw CommandFailure(.software, error.description)
             }

@@ -108,7 +108,7 @@ struct PreviewCommand: ParsableCommand {
                 customerName: source.customerName,
                 couponTitle: source.couponTitle,
                 couponDescription: source.couponDescription,
-                couponEndsAt: source.couponEndsAt.map { OutputFormat.shopTime($0, source.timeZone) },
+                couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
                 emailLink: link(.email),
                 smsLink: link(.sms)
             )

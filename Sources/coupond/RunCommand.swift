@@ -83,7 +83,10 @@ struct Daemon {
     init(configuration: Configuration, databaseURL: String?, logger: Logger) throws {
         self.logger = logger
         let url = databaseURL ?? configuration.databaseURL
-        connect = { try PostgresConnection(connectionString: url, applicationName: "coupond run") }
+        let safeguards = configuration.safeguards
+        connect = {
+            try PostgresConnection(connectionString: url, applicationName: "coupond run", safeguards: safeguards)
+        }
         let templates: MessageTemplates
         let notices: NoticeTemplates
         do {
@@ -135,7 +138,8 @@ struct Daemon {
             preparationThreads: configuration.preparationThreads,
             smsPricePerSegment: configuration.smsPricePerSegment,
             shutdownGrace: configuration.shutdownGrace,
-            maxSendAttempts: configuration.maxSendAttempts
+            maxSendAttempts: configuration.maxSendAttempts,
+            listen: configuration.listen
         )
         dependencies = EngineDependencies(
             connect: connect,
@@ -302,7 +306,8 @@ struct Daemon {
     /// Pings the systemd watchdog while the engine's heartbeat advances, and keeps STATUS= current.
     ///
     /// The status line is refreshed every 2 seconds so that `systemctl status` shows a send's progress as it goes;
-    /// the watchdog is pinged every `WATCHDOG_USEC/2`, and only when the scheduler went round since the last ping.
+    /// the watchdog is pinged every `WATCHDOG_USEC/2`, and only when the scheduler went round since the last ping and
+    /// every worker has shown progress within a lease (``Engine/workersAreProgressing``).
     private static func superviseWatchdog(engine: Engine, notifier: SystemdNotifier?, stop: StopSignal) {
         guard let notifier else { return }
         let watchdogInterval = SystemdNotifier.watchdogInterval()
@@ -314,7 +319,7 @@ struct Daemon {
                 notifier.status(engine.statusLine)
                 guard let watchdogInterval, Date().timeIntervalSince(lastPing) >= watchdogInterval else { continue }
                 let beat = engine.heartbeat
-                if beat != lastBeat { notifier.watchdog() }
+                if beat != lastBeat && engine.workersAreProgressing { notifier.watchdog() }
                 lastBeat = beat
                 lastPing = Date()
             }

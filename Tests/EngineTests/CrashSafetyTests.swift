@@ -160,7 +160,9 @@ import Testing
             let customers = 600
             let send = try Self.scheduleLargeSend(h, customers: customers)
             // A sequence, because nextval is not rolled back with the statement it fails.
-            try h.db.connection.execute("CREATE SEQUENCE public.outcome_updates")
+            try h.db.connection.execute(
+                "CREATE SEQUENCE public.outcome_updates; GRANT USAGE ON SEQUENCE public.outcome_updates TO coupond_daemon"
+            )
             try Self.failOutcomeUpdates(h, when: "nextval('public.outcome_updates') = 300", sqlState: sqlState)
             let daemon = try h.startDaemon(
                 config: try h.configuration(

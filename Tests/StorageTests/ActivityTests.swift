@@ -32,6 +32,8 @@ import Testing
             let third = try schedule(group, 15)
             _ = try schedule(otherGroup, 16)
             _ = try store.cancel(sendID: third.sendID)
+            // A send starts or fails at its hour, not before.
+            try fixtures.setClock(utc(2026, 12, 1, 14))
             try db.connection.execute(
                 "UPDATE coupond.sends SET status = 'sending', recipient_count = 4, sent_count = 1 WHERE id = \(second.sendID)"
             )

@@ -61,6 +61,7 @@ import Testing
             let missing = #expect(throws: SendRefusal.self) { try store.cancel(sendID: id + 1000) }
             #expect(missing?.rule == "cancel_send_exists")
             #expect(missing?.sqlState == .noDataFound)
+            try Fixtures(db.connection).setClock(Self.scheduled)
             try db.connection.execute("UPDATE coupond.sends SET status = 'sending' WHERE id = \(id)")
             let started = #expect(throws: SendRefusal.self) { try store.cancel(sendID: id) }
             #expect(started?.rule == "cancel_only_not_started")

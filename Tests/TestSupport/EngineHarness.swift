@@ -87,7 +87,8 @@ public final class EngineHarness {
         return url
     }
 
-    /// Starts `coupond run` against this database.
+    /// Starts `coupond run` against this database, connected as a login member of `coupond_daemon`: every engine
+    /// test proves that role is enough.
     public func startDaemon(
         config: URL,
         instance: String = "test-\(UUID().uuidString.prefix(6))",
@@ -96,6 +97,7 @@ public final class EngineHarness {
         var environment: [String: String?] = db.environment.mapValues { $0 }
         environment.merge(extra.mapValues { $0 }) { $1 }
         environment["DATABASE_URL"] = .some(nil)
+        environment["PGUSER"] = try db.loginRole(memberOf: "coupond_daemon")
         environment["COUPOND_INSTANCE_NAME"] = instance
         return try ChildProcess(
             "coupond",

@@ -54,6 +54,23 @@ public final class TestDatabase {
         return environment
     }
 
+    /// A login role that is a member of `role` (one of the roles `coupond migrate` creates), for connecting with
+    /// exactly that role's rights, as an operator would grant them. Roles belong to the server, so tests share it.
+    public func loginRole(memberOf role: String) throws -> String {
+        let login = role + "_login"
+        try connection.execute(
+            PostgresQuery(
+                unsafeSQL: """
+                    DO $$ BEGIN
+                        CREATE ROLE \(login) LOGIN IN ROLE \(role);
+                    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                    END $$
+                    """
+            )
+        )
+        return login
+    }
+
     /// Applies the repository's `sql/` migrations.
     public func migrate() throws {
         let migrator = try Migrator(directory: repositoryRoot.appendingPathComponent("sql"))
