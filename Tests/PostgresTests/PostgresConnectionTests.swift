@@ -157,6 +157,24 @@ import Testing
         }
     }
 
+    @Test func safeguardsSetTheSessionsTimeoutsAndEndATransactionLeftIdle() throws {
+        try TestDatabase.with(migrated: false) { db in
+            let guarded = try PostgresConnection(
+                connectionString: ProcessInfo.processInfo.environment["DATABASE_URL"],
+                database: db.name,
+                safeguards: ConnectionSafeguards(statementTimeout: 60, idleInTransactionTimeout: 1)
+            )
+            defer { guarded.close() }
+            #expect(try guarded.queryRow("SHOW statement_timeout")?["statement_timeout"] == "1min")
+            try guarded.execute("BEGIN")
+            try guarded.execute("SELECT 1")
+            // A client that stops mid-transaction (frozen) loses the session, and with it the row locks it held.
+            Thread.sleep(forTimeInterval: 1.5)
+            let ended = #expect(throws: PostgresError.self) { try guarded.execute("SELECT 1") }
+            #expect(ended?.isTransient == true)
+        }
+    }
+
     @Test func aRefusedConnectionSaysWhy() throws {
         let error = #expect(throws: PostgresError.self) {
             _ = try PostgresConnection(connectionString: "host=127.0.0.1 port=1 connect_timeout=2")
