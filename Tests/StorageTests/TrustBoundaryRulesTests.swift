@@ -20,18 +20,22 @@ import Testing
         }
     }
 
+    /// One send scheduled for 2026-12-03 09:00 UTC, with the rule clock at 2026-12-01 10:00.
+    static func scheduleOneSend(_ db: TestDatabase) throws {
+        let s = try SchedulingRulesTests.setup(db)
+        let refusal = try SchedulingRulesTests.insert(
+            db,
+            shop: s.shop,
+            group: s.group,
+            coupon: s.coupon,
+            at: utc(2026, 12, 3, 9)
+        )
+        #expect(refusal == nil)
+    }
+
     @Test func aSendCannotBeStartedOrFailedByHandBeforeItsHour() throws {
         try TestDatabase.with { db in
-            let s = try SchedulingRulesTests.setup(db)
-            #expect(
-                try SchedulingRulesTests.insert(
-                    db,
-                    shop: s.shop,
-                    group: s.group,
-                    coupon: s.coupon,
-                    at: utc(2026, 12, 3, 9)
-                ) == nil
-            )
+            try Self.scheduleOneSend(db)
             for change in ["status = 'sending'", "status = 'failed', failure_reason = 'invalid_coupon'"] {
                 #expect(
                     Self.constraint {
@@ -48,16 +52,7 @@ import Testing
 
     @Test func onlyACancelledSendCanBeDeleted() throws {
         try TestDatabase.with { db in
-            let s = try SchedulingRulesTests.setup(db)
-            #expect(
-                try SchedulingRulesTests.insert(
-                    db,
-                    shop: s.shop,
-                    group: s.group,
-                    coupon: s.coupon,
-                    at: utc(2026, 12, 3, 9)
-                ) == nil
-            )
+            try Self.scheduleOneSend(db)
             #expect(
                 Self.constraint { try db.connection.execute("DELETE FROM coupond.sends") }
                     == "sends_cancel_before_delete"
