@@ -24,6 +24,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         // SHA-256 and HMAC for claim tokens and signed report links.
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // The daemon's HTTP endpoints (reports, claims, health): routing, streaming bodies and graceful shutdown on
+        // the NIO the simulator already uses.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         .systemLibrary(
@@ -98,6 +101,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "HTTPEndpoints",
+            dependencies: [
+                "Storage", "Signing", "Postgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "coupond",
             dependencies: [
@@ -110,6 +124,7 @@ let package = Package(
                 "Signing",
                 "Systemd",
                 "GatewaySimulator",
+                "HTTPEndpoints",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

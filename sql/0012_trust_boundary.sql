@@ -392,7 +392,9 @@ BEGIN
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA coupond TO %I', daemon);
     EXECUTE format('GRANT UPDATE ON coupond.sends TO %I', daemon);
     EXECUTE format('GRANT INSERT, UPDATE ON coupond.send_recipients, coupond.gateway_health TO %I', daemon);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION coupond.start_send(bigint, text, interval) TO %I', daemon);
+    -- ... and serves the store's claims over HTTP (POST /claims).
+    EXECUTE format('GRANT EXECUTE ON FUNCTION coupond.start_send(bigint, text, interval), '
+        'coupond.claim_coupon(text, bigint) TO %I', daemon);
     -- Other systems schedule (the send's own columns only), cancel, claim, and read status.
     EXECUTE format('GRANT INSERT (shop_id, group_id, coupon_id, send_email, send_sms, scheduled_at) '
         'ON coupond.sends TO %I', platform);

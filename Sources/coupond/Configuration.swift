@@ -57,9 +57,13 @@ struct Configuration {
     var publicBaseURL: String?
     var claimKeyFile: String?
     var reportKeyFile: String?
+    /// `http.listen`: where `coupond run` serves its HTTP endpoints; off when `nil`.
+    var httpListen: (host: String, port: Int)?
+    /// `http.claims_key_file`: the bearer key `POST /claims` requires.
+    var claimsKeyFile: String?
 
     static let knownKeys: [String: Set<String>] = [
-        "": ["database", "paths", "engine", "email", "sms", "links"],
+        "": ["database", "paths", "engine", "email", "sms", "links", "http"],
         "database": [
             "url", "keepalives_idle_seconds", "tcp_user_timeout_seconds", "statement_timeout_seconds",
             "idle_in_transaction_timeout_seconds", "daemon_role", "platform_role", "readonly_role",
@@ -82,6 +86,7 @@ struct Configuration {
             "on_unknown", "reconcile_after_seconds", "breaker_failures",
         ],
         "links": ["public_base_url", "claim_key_file", "report_key_file"],
+        "http": ["listen", "claims_key_file"],
     ]
 
     /// Reads `path` when given, then applies the environment.
@@ -163,6 +168,10 @@ struct Configuration {
         publicBaseURL = try settings.string("links.public_base_url")
         claimKeyFile = try settings.string("links.claim_key_file")
         reportKeyFile = try settings.string("links.report_key_file")
+        if let listen = try settings.string("http.listen") {
+            httpListen = try Self.listenAddress(listen, setting: "http.listen")
+        }
+        claimsKeyFile = try settings.string("http.claims_key_file")
     }
 
     private mutating func apply(_ environment: [String: String]) throws {
@@ -202,7 +211,18 @@ struct Configuration {
             sms.credentialFile = sms.credentialFile ?? credential("sms-token")
             claimKeyFile = claimKeyFile ?? credential("claim-key")
             reportKeyFile = reportKeyFile ?? credential("report-key")
+            claimsKeyFile = claimsKeyFile ?? credential("claims-key")
         }
+    }
+
+    /// `host:port`, `[v6 address]:port` or `:port` (every address); port 0 lets the system choose.
+    static func listenAddress(_ text: String, setting: String) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { throw ConfigurationError(setting: setting, reason: "must be host:port, such as 127.0.0.1:8080") }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
     }
 
     static func price(_ text: String, setting: String) throws -> Decimal {

@@ -4,6 +4,7 @@ import Delivery
 import Dispatch
 import Engine
 import Foundation
+import HTTPEndpoints
 import Logging
 import Messages
 import Postgres
@@ -76,6 +77,9 @@ struct RunCommand: ParsableCommand {
 struct Daemon {
     let settings: EngineSettings
     let dependencies: EngineDependencies
+    /// Where the HTTP endpoints listen, and the key `POST /claims` wants; no listener when `nil`.
+    let http: (host: String, port: Int)?
+    let claimsKey: String?
     let driver: CurlMultiDriver
     let logger: Logger
     let connect: @Sendable () throws -> PostgresConnection
@@ -127,6 +131,10 @@ struct Daemon {
         let sms = try Self.dispatcher(configuration.sms, channel: "sms", driver: driver, logger: logger)
         if email == nil && sms == nil {
             throw ConfigurationError(setting: "email.url", reason: "or sms.url is required: no gateway is configured")
+        }
+        http = configuration.httpListen
+        claimsKey = try configuration.claimsKeyFile.map {
+            String(decoding: try Self.secret($0, setting: "http.claims_key_file", minimumBytes: 16), as: UTF8.self)
         }
         settings = EngineSettings(
             instanceName: configuration.instanceName ?? "\(ProcessInfo.processInfo.hostName):\(getpid())",
@@ -265,12 +273,37 @@ struct Daemon {
         try checkDatabase(notifier: notifier, stop: stop)
         driver.start()
         let engine = Engine(settings: settings, dependencies: dependencies, logger: logger)
+        let server = try startEndpoints(engine: engine)
+        defer { server?.stop() }
         notifier?.ready(status: "ready; waiting for due sends")
         logger.notice("coupond ready", metadata: ["instance": "\(settings.instanceName)"])
         Self.superviseWatchdog(engine: engine, notifier: notifier, stop: stop)
         engine.run(stop: stop)
         driver.shutdown()
         logger.notice("coupond stopped")
+    }
+
+    /// Starts the HTTP listener when `http.listen` is set.
+    private func startEndpoints(engine: Engine) throws -> EndpointServer? {
+        guard let http else { return nil }
+        let server: EndpointServer
+        do {
+            server = try EndpointServer.start(
+                host: http.host,
+                port: http.port,
+                dependencies: EndpointDependencies(
+                    connect: connect,
+                    reportLinks: dependencies.reportLinks,
+                    claimsKey: claimsKey,
+                    schedulerHeartbeat: { engine.heartbeat }
+                ),
+                logger: logger
+            )
+        } catch let error as EndpointError {
+            throw ConfigurationError(setting: "http.listen", reason: "is unusable: \(error)")
+        }
+        logger.notice("http listening", metadata: ["http.address": "\(http.host):\(server.port)"])
+        return server
     }
 
     /// Waits for the database (asking systemd for more start time meanwhile) and checks the schema version.

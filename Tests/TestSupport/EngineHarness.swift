@@ -53,7 +53,8 @@ public final class EngineHarness {
         try? FileManager.default.removeItem(at: folder)
     }
 
-    /// Writes a configuration file pointing at the simulator (SendGrid and Twilio APIs unless told otherwise).
+    /// Writes a configuration file pointing at the simulator (SendGrid and Twilio APIs unless told otherwise); `http`
+    /// is the body of an `http` section, for example `"listen": "127.0.0.1:0"`.
     public func configuration(
         emailProvider: String = "sendgrid",
         smsProvider: String = "twilio",
@@ -63,7 +64,8 @@ public final class EngineHarness {
         timeoutSeconds: Double = 10,
         extraEngine: String = "",
         extraEmail: String = "",
-        extraSMS: String = ""
+        extraSMS: String = "",
+        http: String? = nil
     ) throws -> URL {
         let emailURL = emailProvider == "sendgrid" ? "\(simulatorURL)/v3/mail/send" : "\(simulatorURL)/webhook/email"
         let smsURL = smsProvider == "twilio" ? simulatorURL : "\(simulatorURL)/webhook/sms"
@@ -79,7 +81,7 @@ public final class EngineHarness {
                        "from": "+15005550006", "credential_file": "\(token)", "price_per_segment": "0.05",
                        "timeout_seconds": \(timeoutSeconds), "reconcile_after_seconds": 0.3\(attempts)\(extraSMS) },
               "links": { "public_base_url": "https://coupond.example", "claim_key_file": "\(folder.path)/claim-key",
-                         "report_key_file": "\(folder.path)/report-key" }
+                         "report_key_file": "\(folder.path)/report-key" }\(http.map { ",\n  \"http\": { \($0) }" } ?? "")
             }
             """
         let url = folder.appendingPathComponent("coupond-\(UUID().uuidString.prefix(6)).json")

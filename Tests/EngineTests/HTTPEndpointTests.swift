@@ -1,0 +1,168 @@
+import Curl
+import Foundation
+import Postgres
+import Signing
+import TestSupport
+import Testing
+
+/// `coupond run`'s HTTP endpoints, driven over loopback with a real HTTP client.
+@Suite(.serialized) struct HTTPEndpointTests {
+    static let claimsKey = "claims-key-for-the-store-0123456789"
+
+    /// Starts the daemon with its listener on a port the system picks, and returns the daemon and its base URL.
+    static func startWithEndpoints(_ h: EngineHarness) throws -> (ChildProcess, String) {
+        let keyFile = h.folder.appendingPathComponent("claims-key")
+        try Data(claimsKey.utf8).write(to: keyFile)
+        let daemon = try h.startDaemon(
+            config: try h.configuration(
+                emailProvider: "webhook",
+                smsProvider: "webhook",
+                http: #""listen": "127.0.0.1:0", "claims_key_file": "\#(keyFile.path)""#
+            )
+        )
+        var address: String?
+        let listening = eventually(timeout: 30) {
+            let log = daemon.stderr
+            if let found = log.range(of: "http.address=") {
+                address = String(log[found.upperBound...].prefix { !$0.isWhitespace })
+            }
+            return address != nil
+        }
+        guard listening, let address else { throw HarnessError("no http listener: \(daemon.stderr.suffix(1500))") }
+        return (daemon, "http://\(address)")
+    }
+
+    static func get(_ url: String) throws -> HTTPResponse {
+        try CurlEasyClient().perform(HTTPRequest(url: url))
+    }
+
+    static func text(_ response: HTTPResponse) -> String { String(decoding: response.body, as: UTF8.self) }
+
+    /// A finished send of `members` customers of whom `withoutConsent` gave no consent (they fail), its id.
+    static func finishedSend(_ h: EngineHarness, members: Int, withoutConsent: Int) throws -> Int64 {
+        let group = try h.fixtures.group(shop: h.shop, members: members)
+        try h.db.connection.execute(
+            """
+            UPDATE coupond.customers SET email_consent = false, sms_consent = false
+            WHERE id IN (SELECT customer_id FROM coupond.group_members WHERE group_id = \(group)
+                         ORDER BY customer_id LIMIT \(withoutConsent))
+            """
+        )
+        let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop))
+        try h.arrive()
+        #expect(try h.waitUntilFinished(send) == "done")
+        #expect(try eventually(timeout: 30) { try h.send(send)["notice_status"] == "sent" })
+        return send
+    }
+
+    @Test func healthAndReadinessAnswer() throws {
+        try EngineHarness.with { h in
+            let (daemon, base) = try Self.startWithEndpoints(h)
+            defer { _ = daemon.terminate() }
+            let health = try Self.get(base + "/healthz")
+            #expect(health.status == 200 && Self.text(health) == "ok\n")
+            let ready = try Self.get(base + "/readyz")
+            #expect(ready.status == 200 && Self.text(ready) == "ready\n", "\(Self.text(ready))")
+            #expect(try Self.get(base + "/nowhere").status == 404)
+        }
+    }
+
+    @Test func theNoticesReportLinkDownloadsTheCSVAndAlteredExpiredOrUnknownLinksAreRefused() throws {
+        try EngineHarness.with { h in
+            let (daemon, base) = try Self.startWithEndpoints(h)
+            defer { _ = daemon.terminate() }
+            let send = try Self.finishedSend(h, members: 6, withoutConsent: 2)
+            // The link as the merchant got it, in the notice email at the gateway.
+            let notice = try h.messages().first { ($0["to"] as? String) == "owner@shop.example" }
+            let noticeText = notice?["text"] as? String ?? ""
+            let linkRange = try #require(
+                noticeText.range(of: #"/reports/\d+\?expires=\d+&signature=[0-9a-f]+"#, options: .regularExpression)
+            )
+            let path = String(noticeText[linkRange])
+
+            let report = try Self.get(base + path)
+            #expect(report.status == 200, "\(Self.text(report))")
+            #expect(report.headers["content-type"] == "text/csv; charset=utf-8")
+            #expect(
+                report.headers["content-disposition"] == "attachment; filename=\"coupond-send-\(send)-failures.csv\""
+            )
+            #expect(Array(report.body.prefix(3)) == [0xEF, 0xBB, 0xBF], "no UTF-8 byte-order mark")
+            let lines = Self.text(report).dropFirst().split(separator: "\r\n")
+            #expect(lines.first == "customer_id,email,mobile,reason")
+            #expect(lines.count == 3, "\(lines)")
+            #expect(
+                lines.dropFirst().allSatisfy { $0.hasSuffix("Email: No marketing consent; SMS: No marketing consent") }
+            )
+
+            var altered = path
+            altered.removeLast()
+            altered += path.hasSuffix("0") ? "1" : "0"
+            #expect(try Self.get(base + altered).status == 403)
+            #expect(try Self.get(base + "/reports/\(send)").status == 403)
+
+            let installation: String = try h.db.connection.queryRow("SELECT id FROM coupond.installation")!.decode("id")
+            let signer = ReportLinkSigner(key: Data(repeating: 9, count: 32), baseURL: base)
+            let expired = try Self.get(
+                signer.link(
+                    sendID: send,
+                    finishedAt: Date().addingTimeInterval(-8 * 24 * 3600),
+                    installation: installation
+                )
+            )
+            #expect(expired.status == 410)
+            #expect(Self.text(expired).contains("This report link has expired"))
+            #expect(expired.headers["content-type"] == "text/html; charset=utf-8")
+            let unknown = try Self.get(signer.link(sendID: send + 1000, finishedAt: Date(), installation: installation))
+            #expect(unknown.status == 404)
+        }
+    }
+
+    @Test func claimsOverHTTPFollowTheDatabasesRulesUnderConcurrency() throws {
+        try EngineHarness.with { h in
+            let (daemon, base) = try Self.startWithEndpoints(h)
+            defer { _ = daemon.terminate() }
+            let send = try Self.finishedSend(h, members: 5, withoutConsent: 0)
+            let customers: [Int64] = try h.db.connection.query(
+                "SELECT customer_id FROM coupond.send_recipients WHERE send_id = \(send) ORDER BY customer_id"
+            ).map { try $0.decode("customer_id") }
+            let tokens = ClaimTokenIssuer(key: Data(repeating: 7, count: 32))
+            @Sendable func claim(_ body: String, key: String? = Self.claimsKey) throws -> HTTPResponse {
+                try CurlEasyClient().perform(
+                    HTTPRequest(
+                        method: "POST",
+                        url: base + "/claims",
+                        headers: [("Content-Type", "application/json")]
+                            + (key.map { [("Authorization", "Bearer \($0)")] } ?? []),
+                        body: Data(body.utf8)
+                    )
+                )
+            }
+            @Sendable func body(_ customer: Int64, token: Int64? = nil) -> String {
+                #"{"token": "\#(tokens.token(sendID: send, customerID: token ?? customer))", "customer_id": \#(customer)}"#
+            }
+            #expect(try claim(body(customers[0]), key: nil).status == 401)
+            #expect(try claim(body(customers[0]), key: "wrong-key-wrong-key-wrong-key-wrong").status == 401)
+            #expect(try claim(#"{"token": 5}"#).status == 400)
+            let stranger = try claim(body(customers[1], token: customers[0]))
+            #expect(stranger.status == 403)
+            #expect(Self.text(stranger).contains("claim_customer_matches"))
+            #expect(try claim(#"{"token": "not-a-token", "customer_id": 1}"#).status == 404)
+
+            // Every customer claims twice at once: each gets the coupon exactly once.
+            let statuses = Outcomes()
+            concurrently(customers.count * 2) { index in
+                let customer = customers[index / 2]
+                let status = (try? claim(body(customer)).status) ?? 0
+                statuses.add("\(customer):\(status)")
+            }
+            for customer in customers {
+                let mine = statuses.values.filter { $0.hasPrefix("\(customer):") }.sorted()
+                #expect(mine == ["\(customer):200", "\(customer):409"], "\(mine)")
+            }
+            let claimed: Int = try h.db.connection.queryRow(
+                "SELECT count(*)::int AS n FROM coupond.coupon_claims WHERE send_id = \(send)"
+            )!.decode("n")
+            #expect(claimed == customers.count)
+        }
+    }
+}
