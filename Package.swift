@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "HTTPEndpoints",
             dependencies: [
-                "Storage", "Signing", "Postgres",
+                "Storage", "Signing", "Postgres", "Messages",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -175,7 +175,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["coupond", "Postgres", "Signing", "Storage", "TestSupport"],
+            dependencies: ["coupond", "Curl", "Messages", "Postgres", "Signing", "Storage", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

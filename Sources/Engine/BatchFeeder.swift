@@ -138,7 +138,12 @@ final class BatchFeeder: Sendable {
                 cursor = upTo
             }
             guard let upTo = writtenUpTo else { return nil }
-            let written = try store.writeRecipients(of: send, after: upTo, limit: batchSize)
+            let written = try store.writeRecipients(
+                of: send,
+                after: upTo,
+                limit: batchSize,
+                shortSMSLinks: preparation.smsShortLinkBase != nil
+            )
             writtenUpTo = written.writtenUpTo
             cursor = written.writtenUpTo ?? written.pending.last?.customerID ?? cursor
             // A part whose members are all unreachable has nothing to send: write the next one.

@@ -36,6 +36,8 @@ struct BatchPreparation: Sendable {
     /// The send's claim links per channel, with `utm_campaign` the same as the preview shows.
     let emailLinks: ClaimLink.Template?
     let smsLinks: ClaimLink.Template?
+    /// `<public_base_url>/c/`: an SMS whose recipient row has a link code carries this followed by the code.
+    let smsShortLinkBase: String?
     let threads: Int
     let emailGateway: GatewayDispatcher?
     let smsGateway: GatewayDispatcher?
@@ -60,7 +62,15 @@ struct BatchPreparation: Sendable {
     private func prepare(_ recipient: PendingRecipient) -> PreparedRecipient {
         let token = tokens.token(sendID: sendID, customerID: recipient.customerID)
         let emailLink = recipient.emailPending ? emailLinks?.link(token: token) ?? context.loginURL : ""
-        let smsLink = recipient.smsPending ? smsLinks?.link(token: token) ?? context.loginURL : ""
+        let shortCode = smsShortLinkBase == nil ? nil : recipient.smsLinkCode.map(ShortLinkCode.encode)
+        let smsLink: String
+        if !recipient.smsPending {
+            smsLink = ""
+        } else if let shortCode, let smsShortLinkBase {
+            smsLink = smsShortLinkBase + shortCode
+        } else {
+            smsLink = smsLinks?.link(token: token) ?? context.loginURL
+        }
         let keys = IdempotencyKeys(context, sendID: sendID)
         var prepared = PreparedRecipient(
             customerID: recipient.customerID,
@@ -115,8 +125,9 @@ struct BatchPreparation: Sendable {
             )
             prepared.smsSegments = rendered.smsSegments.count
             if gateway.gateway is any ReconcilingGateway {
-                // The token is in the text and in no other message; the send's hour is before its first attempt.
-                prepared.smsProbe = DeliveryProbe(to: number, marker: token, since: sendStartedBy)
+                // The token, or the short link's code in its place, is in the text and in no other message; the
+                // send's hour is before its first attempt.
+                prepared.smsProbe = DeliveryProbe(to: number, marker: shortCode ?? token, since: sendStartedBy)
             }
         }
         return prepared

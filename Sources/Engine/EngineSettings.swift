@@ -26,6 +26,8 @@ public struct EngineSettings: Sendable {
     /// Whether the scheduler listens for `NOTIFY coupond_sends`; without it the engine polls only and keeps no state
     /// in its database sessions, so that it can run behind a transaction-pooling proxy.
     public var listen: Bool
+    /// `<public_base_url>/c/` when SMS carry short links (served by the HTTP listener); `nil` for full links.
+    public var smsShortLinkBase: String?
 
     public init(
         instanceName: String,
@@ -38,7 +40,8 @@ public struct EngineSettings: Sendable {
         smsPricePerSegment: Decimal? = nil,
         shutdownGrace: Double = 10,
         maxSendAttempts: Int = 20,
-        listen: Bool = true
+        listen: Bool = true,
+        smsShortLinkBase: String? = nil
     ) {
         self.instanceName = instanceName
         self.pollInterval = pollInterval
@@ -51,5 +54,6 @@ public struct EngineSettings: Sendable {
         self.shutdownGrace = shutdownGrace
         self.maxSendAttempts = max(1, maxSendAttempts)
         self.listen = listen
+        self.smsShortLinkBase = smsShortLinkBase
     }
 }

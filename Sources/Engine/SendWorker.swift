@@ -179,6 +179,7 @@ final class SendWorker: Sendable {
                 channel: .sms,
                 campaign: ClaimLink.campaign(couponID: send.couponID)
             ),
+            smsShortLinkBase: settings.smsShortLinkBase,
             threads: settings.preparationThreads,
             emailGateway: dependencies.email,
             smsGateway: dependencies.sms,

@@ -15,6 +15,8 @@ public struct EndpointDependencies: Sendable {
     public var reportLinks: ReportLinkSigner?
     /// The bearer key `POST /claims` requires; without it the endpoint answers 404.
     public var claimsKey: String?
+    /// Issues the claim token a short link leads to.
+    public var tokens: ClaimTokenIssuer
     /// A number that advances while the scheduler goes round (``Engine/heartbeat``), for `/healthz`.
     public var schedulerHeartbeat: @Sendable () -> UInt64
     /// Seconds without the heartbeat advancing after which `/healthz` answers 503.
@@ -24,12 +26,14 @@ public struct EndpointDependencies: Sendable {
         connect: @escaping @Sendable () throws -> PostgresConnection,
         reportLinks: ReportLinkSigner?,
         claimsKey: String?,
+        tokens: ClaimTokenIssuer,
         schedulerHeartbeat: @escaping @Sendable () -> UInt64,
         heartbeatTimeout: Double = 30
     ) {
         self.connect = connect
         self.reportLinks = reportLinks
         self.claimsKey = claimsKey
+        self.tokens = tokens
         self.schedulerHeartbeat = schedulerHeartbeat
         self.heartbeatTimeout = heartbeatTimeout
     }
@@ -59,6 +63,7 @@ final class Endpoints: Sendable {
         router.get("readyz") { [self] _, _ in try await readiness() }
         router.get("reports/:send") { [self] request, _ in try await report(request) }
         router.post("claims") { [self] request, _ in try await claim(request) }
+        router.get("c/:code") { [self] _, context in try await followShortLink(context.parameters.get("code") ?? "") }
         return router
     }
 

@@ -13,6 +13,8 @@ public struct PendingRecipient: Sendable {
     /// settled by policy before anything is sent again.
     public var emailUnknown = false
     public var smsUnknown = false
+    /// The code of the SMS's short link (13 bytes), when the send uses short links and the SMS is to be sent.
+    public var smsLinkCode: [UInt8]?
 }
 
 /// A send's recipient list: written part by part while the send goes, and read back after a restart.
@@ -47,17 +49,20 @@ public struct RecipientStore {
     /// - Returns: the written customers with a channel to send, and the new `recipients_after` (`nil` when the
     ///   list is complete).
     /// - Throws: ``LeaseLost`` when the send is no longer this instance's, or the list moved on meanwhile.
+    ///   - shortSMSLinks: whether each SMS to be sent gets a short link's code (`coupond.new_link_code`).
     public func writeRecipients(
         of send: ClaimedSend,
         after customerID: Int64,
-        limit: Int
+        limit: Int,
+        shortSMSLinks: Bool = false
     ) throws -> (pending: [PendingRecipient], writtenUpTo: Int64?) {
         try connection.transaction {
             let rows = try connection.query(
                 """
                 WITH written AS (
                     INSERT INTO coupond.send_recipients
-                        (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error)
+                        (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error,
+                         sms_link_code)
                     -- Who can be reached on which channel is coupond.email_unreachable and sms_unreachable's to
                     -- say, as for the preview's estimate.
                     SELECT \(send.id), c.id, c.name, c.email, c.mobile,
@@ -68,7 +73,10 @@ public struct RecipientStore {
                         CASE WHEN NOT \(send.sms) THEN NULL
                              WHEN coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL THEN 'pending'
                              ELSE 'failed' END,
-                        CASE WHEN \(send.sms) THEN coupond.sms_unreachable(c.mobile, c.sms_consent) END
+                        CASE WHEN \(send.sms) THEN coupond.sms_unreachable(c.mobile, c.sms_consent) END,
+                        CASE WHEN \(send.sms && shortSMSLinks)
+                                  AND coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL
+                             THEN coupond.new_link_code() END
                     -- The part's members first, along the group's index, then their customer rows one by one:
                     -- joined the other way round, each part read the customers from the first id on.
                     FROM (
@@ -78,7 +86,7 @@ public struct RecipientStore {
                         LIMIT \(limit)
                     ) AS m
                     JOIN coupond.customers c ON c.id = m.customer_id AND c.id > \(customerID)
-                    RETURNING customer_id, name, email, mobile, email_status, sms_status
+                    RETURNING customer_id, name, email, mobile, email_status, sms_status, sms_link_code
                 ),
                 moved AS (
                     UPDATE coupond.sends SET
@@ -90,7 +98,7 @@ public struct RecipientStore {
                     WHERE id = \(send.id) AND lease_owner = \(owner) AND recipients_after = \(customerID)
                     RETURNING recipients_after
                 )
-                SELECT w.customer_id, w.name, w.email, w.mobile,
+                SELECT w.customer_id, w.name, w.email, w.mobile, encode(w.sms_link_code, 'hex') AS sms_link_code,
                        w.email_status = 'pending' AS email_pending, w.sms_status = 'pending' AS sms_pending,
                        m.recipients_after, (SELECT count(*) FROM moved) AS moved
                 FROM (SELECT 1) AS one
@@ -111,7 +119,8 @@ public struct RecipientStore {
                     email: try row.decode("email", as: String?.self),
                     mobile: try row.decode("mobile", as: String?.self),
                     emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
-                    smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false
+                    smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false,
+                    smsLinkCode: row["sms_link_code"].flatMap(ShortLinkBytes.parse)
                 )
                 return recipient.emailPending || recipient.smsPending ? recipient : nil
             }
@@ -131,7 +140,8 @@ public struct RecipientStore {
                 emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
                 smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false,
                 emailUnknown: row["email_status"] == ChannelStatus.unknown.rawValue,
-                smsUnknown: row["sms_status"] == ChannelStatus.unknown.rawValue
+                smsUnknown: row["sms_status"] == ChannelStatus.unknown.rawValue,
+                smsLinkCode: row["sms_link_code"].flatMap(ShortLinkBytes.parse)
             )
         }
     }
@@ -145,7 +155,7 @@ public struct RecipientStore {
 
     static func pendingRecipientsQuery(sendID: Int64, after customerID: Int64, limit: Int) -> PostgresQuery {
         """
-        SELECT customer_id, name, email, mobile, email_status, sms_status,
+        SELECT customer_id, name, email, mobile, email_status, sms_status, encode(sms_link_code, 'hex') AS sms_link_code,
                email_status IN ('pending', 'unknown') AS email_pending, sms_status IN ('pending', 'unknown') AS sms_pending
         FROM coupond.send_recipients
         WHERE send_id = \(sendID) AND customer_id > \(customerID)
@@ -159,5 +169,22 @@ public struct RecipientStore {
     /// the primary key rather than by sorting every remaining row of the send.
     public func analyzeRecipients() throws {
         try connection.execute("ANALYZE coupond.send_recipients")
+    }
+}
+
+/// A short link's code as the database returns it (`encode(sms_link_code, 'hex')`).
+enum ShortLinkBytes {
+    static func parse(_ hex: String) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let pair = UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16) else {
+                return nil
+            }
+            bytes.append(pair)
+        }
+        return bytes
     }
 }

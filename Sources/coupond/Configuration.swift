@@ -57,6 +57,8 @@ struct Configuration {
     var publicBaseURL: String?
     var claimKeyFile: String?
     var reportKeyFile: String?
+    /// `links.short_sms_links`: whether SMS carry `<public_base_url>/c/<code>` (with a public base URL).
+    var shortSMSLinks = true
     /// `http.listen`: where `coupond run` serves its HTTP endpoints; off when `nil`.
     var httpListen: (host: String, port: Int)?
     /// `http.claims_key_file`: the bearer key `POST /claims` requires.
@@ -85,7 +87,7 @@ struct Configuration {
             "connect_timeout_seconds", "timeout_seconds", "max_attempts", "retry_budget_seconds", "price_per_segment",
             "on_unknown", "reconcile_after_seconds", "breaker_failures",
         ],
-        "links": ["public_base_url", "claim_key_file", "report_key_file"],
+        "links": ["public_base_url", "claim_key_file", "report_key_file", "short_sms_links"],
         "http": ["listen", "claims_key_file"],
     ]
 
@@ -168,6 +170,7 @@ struct Configuration {
         publicBaseURL = try settings.string("links.public_base_url")
         claimKeyFile = try settings.string("links.claim_key_file")
         reportKeyFile = try settings.string("links.report_key_file")
+        shortSMSLinks = try settings.bool("links.short_sms_links") ?? shortSMSLinks
         if let listen = try settings.string("http.listen") {
             httpListen = try Self.listenAddress(listen, setting: "http.listen")
         }
@@ -244,6 +247,13 @@ struct Configuration {
         var isDirectory: ObjCBool = false
         let found = candidates.first { FileManager.default.fileExists(atPath: $0, isDirectory: &isDirectory) }
         return URL(fileURLWithPath: found ?? candidates.last!).standardizedFileURL
+    }
+
+    /// `<public_base_url>/c/`, where the HTTP listener serves short claim links; `nil` without a public base URL.
+    var shortLinkBase: String? {
+        guard var base = publicBaseURL else { return nil }
+        while base.hasSuffix("/") { base.removeLast() }
+        return base + "/c/"
     }
 
     var templatesDirectory: URL {

@@ -79,7 +79,12 @@ struct PreviewCommand: ParsableCommand {
                 couponID: ids.coupon,
                 customerID: customer
             )
-            let output = Self.render(source, templates: messageTemplates, price: configuration.smsPricePerSegment)
+            let output = Self.render(
+                source,
+                templates: messageTemplates,
+                price: configuration.smsPricePerSegment,
+                smsShortLinkBase: configuration.shortSMSLinks ? configuration.shortLinkBase : nil
+            )
             print(json ? OutputFormat.json(output) : text(output))
             if SMSSegments.isTooLong(output.smsText) {
                 throw CommandFailure(.refused, Self.tooLong(characters: output.smsText.unicodeScalars.count))
@@ -93,8 +98,14 @@ struct PreviewCommand: ParsableCommand {
             + "templates' sms.mustache or the coupon's title and description"
     }
 
-    /// What a customer of `source` receives, with a sample claim link of the real length.
-    static func render(_ source: PreviewSource, templates: MessageTemplates, price: Decimal?) -> Output {
+    /// What a customer of `source` receives, with a sample claim link of the real length: the short link's in the SMS
+    /// when the send would use one.
+    static func render(
+        _ source: PreviewSource,
+        templates: MessageTemplates,
+        price: Decimal?,
+        smsShortLinkBase: String?
+    ) -> Output {
         // A sample token of the real length, so the SMS segment count matches what customers will get.
         let sampleToken = String(repeating: "x", count: 43)
         let campaign = ClaimLink.campaign(couponID: source.couponID)
@@ -110,7 +121,7 @@ struct PreviewCommand: ParsableCommand {
                 couponDescription: source.couponDescription,
                 couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
                 emailLink: link(.email),
-                smsLink: link(.sms)
+                smsLink: smsShortLinkBase.map { $0 + String(repeating: "x", count: ShortLinkCode.length) } ?? link(.sms)
             )
         )
         let perMessage = price.map { $0 * Decimal(message.smsSegments.count) }

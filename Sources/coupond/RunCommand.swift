@@ -147,7 +147,8 @@ struct Daemon {
             smsPricePerSegment: configuration.smsPricePerSegment,
             shutdownGrace: configuration.shutdownGrace,
             maxSendAttempts: configuration.maxSendAttempts,
-            listen: configuration.listen
+            listen: configuration.listen,
+            smsShortLinkBase: configuration.shortSMSLinks ? configuration.shortLinkBase : nil
         )
         dependencies = EngineDependencies(
             connect: connect,
@@ -295,6 +296,7 @@ struct Daemon {
                     connect: connect,
                     reportLinks: dependencies.reportLinks,
                     claimsKey: claimsKey,
+                    tokens: dependencies.tokens,
                     schedulerHeartbeat: { engine.heartbeat }
                 ),
                 logger: logger

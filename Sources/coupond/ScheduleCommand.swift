@@ -107,7 +107,12 @@ extension ScheduleCommand {
             couponID: coupon,
             customerID: try PreviewSource.longestNamedMember(on: connection, groupID: group)
         )
-        let output = PreviewCommand.render(source, templates: templates, price: nil)
+        let output = PreviewCommand.render(
+            source,
+            templates: templates,
+            price: nil,
+            smsShortLinkBase: configuration.shortSMSLinks ? configuration.shortLinkBase : nil
+        )
         if SMSSegments.isTooLong(output.smsText) {
             throw CommandFailure(.refused, PreviewCommand.tooLong(characters: output.smsText.unicodeScalars.count))
         }

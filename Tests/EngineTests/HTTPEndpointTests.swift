@@ -1,5 +1,6 @@
 import Curl
 import Foundation
+import Messages
 import Postgres
 import Signing
 import TestSupport
@@ -163,6 +164,60 @@ import Testing
                 "SELECT count(*)::int AS n FROM coupond.coupon_claims WHERE send_id = \(send)"
             )!.decode("n")
             #expect(claimed == customers.count)
+        }
+    }
+    @Test func anSMSCarriesAOneSegmentShortLinkThatRedirectsToTheClaimLinkAndRecordsTheFirstClick() throws {
+        try EngineHarness.with { h in
+            let (daemon, base) = try Self.startWithEndpoints(h)
+            defer { _ = daemon.terminate() }
+            let send = try Self.finishedSend(h, members: 3, withoutConsent: 0)
+            let sms = try h.messages().filter { $0["channel"] as? String == "sms" }
+            #expect(sms.count == 3)
+            let rows = try h.db.connection.query(
+                """
+                SELECT customer_id, mobile, sms_segments, encode(sms_link_code, 'hex') AS code
+                FROM coupond.send_recipients WHERE send_id = \(send) ORDER BY customer_id
+                """
+            )
+            let tokens = ClaimTokenIssuer(key: Data(repeating: 7, count: 32))
+            for row in rows {
+                #expect(try row.decode("sms_segments", as: Int.self) == 1, "the SMS takes more than one segment")
+                let mobile: String = try row.decode("mobile")
+                let text = sms.first { $0["to"] as? String == mobile }?["text"] as? String ?? ""
+                let found = try #require(
+                    text.range(of: #"https://coupond\.example/c/[0-9A-Za-z]{18}"#, options: .regularExpression)
+                )
+                let code = String(text[found].suffix(18))
+                #expect(
+                    ShortLinkCode.decode(code).map { $0.map { String(format: "%02x", $0) }.joined() } == row["code"]
+                )
+
+                let redirect = try Self.get(base + "/c/" + code)
+                #expect(redirect.status == 302)
+                let customer: Int64 = try row.decode("customer_id")
+                let location = redirect.headers["location"] ?? ""
+                #expect(location.hasPrefix("https://shop.example/account/login?lang=en&coupon_claim_token="))
+                #expect(location.contains("coupon_claim_token=\(tokens.token(sendID: send, customerID: customer))&"))
+                #expect(location.contains("utm_medium=sms"))
+            }
+            let firstCustomer: Int64 = try rows[0].decode("customer_id")
+            let clicked =
+                "SELECT sms_clicked_at::text AS at FROM coupond.send_recipients WHERE customer_id = \(firstCustomer)"
+            let firstClick = try h.db.connection.queryRow(PostgresQuery(unsafeSQL: clicked))?["at"]
+            #expect(firstClick != nil)
+            Thread.sleep(forTimeInterval: 0.05)
+            let hex = Array(try #require(rows[0]["code"]).utf8)
+            let bytes = stride(from: 0, to: hex.count, by: 2).compactMap {
+                UInt8(String(decoding: hex[$0...$0 + 1], as: UTF8.self), radix: 16)
+            }
+            let code = ShortLinkCode.encode(bytes)
+            #expect(try Self.get(base + "/c/" + code).status == 302)
+            #expect(
+                try h.db.connection.queryRow(PostgresQuery(unsafeSQL: clicked))?["at"] == firstClick,
+                "a later click moved the first"
+            )
+            #expect(try Self.get(base + "/c/" + String(repeating: "0", count: 18)).status == 404)
+            #expect(try Self.get(base + "/c/not-a-code").status == 404)
         }
     }
 }

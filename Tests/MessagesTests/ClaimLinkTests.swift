@@ -41,3 +41,24 @@ import Testing
         }
     }
 }
+
+@Suite struct ShortLinkCodeTests {
+    @Test func aCodeIsEighteenBase62CharactersAndDecodesToItsBytes() {
+        for bytes in [
+            [UInt8](repeating: 0, count: 13), [UInt8](repeating: 0xFF, count: 13),
+            (0..<13).map { UInt8($0 * 19 & 0xFF) },
+        ] {
+            let code = ShortLinkCode.encode(bytes)
+            #expect(code.count == 18)
+            #expect(code.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) })
+            #expect(ShortLinkCode.decode(code) == bytes)
+        }
+    }
+
+    @Test func textThatIsNotACodeIsRefused() {
+        #expect(ShortLinkCode.decode("abc") == nil)
+        #expect(ShortLinkCode.decode("0000000000000000-0") == nil)
+        // 62^18 is more than 2^104: the largest 18-character numbers do not fit in 13 bytes.
+        #expect(ShortLinkCode.decode(String(repeating: "z", count: 18)) == nil)
+    }
+}
