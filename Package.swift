@@ -27,6 +27,10 @@ let package = Package(
         // The daemon's HTTP endpoints (reports, claims, health): routing, streaming bodies and graceful shutdown on
         // the NIO the simulator already uses.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // Counters, timers and gauges in the engine (the metrics API Hummingbird already uses), exported in the
+        // Prometheus text format at /metrics.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -75,7 +79,10 @@ let package = Package(
         ),
         .target(
             name: "Delivery",
-            dependencies: ["Curl", "Messages", "WireJSON", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Curl", "Messages", "WireJSON", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -98,6 +105,7 @@ let package = Package(
             dependencies: [
                 "Storage", "Delivery", "Messages", "Signing", "Postgres", "Curl",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -109,6 +117,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -126,6 +135,8 @@ let package = Package(
                 "GatewaySimulator",
                 "HTTPEndpoints",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

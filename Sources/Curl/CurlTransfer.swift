@@ -140,7 +140,9 @@ final class CurlHandle {
         var status = 0
         let info = ccurl_easy_getinfo_long(raw, CURLINFO_RESPONSE_CODE, &status)
         guard info == CURLE_OK else { return .failure(error(info, "getinfo")) }
-        return .success(HTTPResponse(status: status, headers: box.headers, body: box.body))
+        var seconds = 0.0
+        _ = ccurl_easy_getinfo_double(raw, CURLINFO_TOTAL_TIME, &seconds)
+        return .success(HTTPResponse(status: status, headers: box.headers, body: box.body, totalSeconds: seconds))
     }
 
     /// Whether libcurl has started to send this request's body: before that, the server cannot have acted on it (it

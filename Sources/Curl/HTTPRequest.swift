@@ -38,10 +38,13 @@ public struct HTTPResponse: Sendable {
     /// Header names in lower case; the last value wins for repeated names.
     public var headers: [String: String]
     public var body: Data
+    /// Seconds from the start of the transfer to its end (libcurl's total time), 0 when not measured.
+    public var totalSeconds: Double
 
-    public init(status: Int, headers: [String: String], body: Data) {
+    public init(status: Int, headers: [String: String], body: Data, totalSeconds: Double = 0) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.totalSeconds = totalSeconds
     }
 }

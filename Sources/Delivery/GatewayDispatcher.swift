@@ -19,6 +19,7 @@ public final class GatewayDispatcher: Sendable {
     private let lookupDelay: TimeInterval
     /// Holds this gateway's requests while it is down.
     public let breaker: CircuitBreaker
+    private let metrics: DeliveryMetrics
 
     /// - Parameters:
     ///   - ratePerSecond: the gateway's rate limit; `nil` for none.
@@ -53,7 +54,10 @@ public final class GatewayDispatcher: Sendable {
         var logger = logger
         logger[metadataKey: "gateway"] = "\(gateway.name)"
         self.logger = logger
+        let metrics = DeliveryMetrics(gateway: gateway.name)
+        self.metrics = metrics
         breaker = CircuitBreaker(threshold: breakerThreshold) { [logger] snapshot in
+            metrics.breakerChanged(open: snapshot.unavailableSince != nil)
             if let since = snapshot.unavailableSince {
                 logger.warning(
                     "gateway unavailable; its messages wait for it instead of using up their retries",
@@ -156,6 +160,7 @@ public final class GatewayDispatcher: Sendable {
         ) { [self] result in
             let verdict: GatewayVerdict
             record(result)
+            metrics.observe(result)
             switch result {
             case .success(let response):
                 verdict = gateway.verdict(for: response)
@@ -210,6 +215,7 @@ public final class GatewayDispatcher: Sendable {
                     return
                 }
                 logger.trace("retrying message", metadata: ["attempt": "\(number)", "delay": "\(delay)"])
+                metrics.retried()
                 attempt(number + 1, failures: counted, message: message, notBefore: .now + delay, settled: settled)
             }
         }

@@ -278,6 +278,7 @@ final class SendWorker: Sendable {
             let recordedAt = ContinuousClock.now
             let (sent, failed) = try store.record(sendID: send.id, outcomes: outcomes)
             leaseRenewed(at: recordedAt)
+            EngineMetrics.recorded(outcomes, sent: sent, failed: failed)
             inFlight.removeFirst()
             engine.progress.add(
                 sendID: send.id,

@@ -3,6 +3,7 @@ import Hummingbird
 public import Logging
 import NIOCore
 public import Postgres
+public import Prometheus
 public import Signing
 import Storage
 import Synchronization
@@ -17,6 +18,8 @@ public struct EndpointDependencies: Sendable {
     public var claimsKey: String?
     /// Issues the claim token a short link leads to.
     public var tokens: ClaimTokenIssuer
+    /// The registry behind swift-metrics, served at `/metrics`; without it the endpoint answers 404.
+    public var metrics: PrometheusCollectorRegistry?
     /// A number that advances while the scheduler goes round (``Engine/heartbeat``), for `/healthz`.
     public var schedulerHeartbeat: @Sendable () -> UInt64
     /// Seconds without the heartbeat advancing after which `/healthz` answers 503.
@@ -27,6 +30,7 @@ public struct EndpointDependencies: Sendable {
         reportLinks: ReportLinkSigner?,
         claimsKey: String?,
         tokens: ClaimTokenIssuer,
+        metrics: PrometheusCollectorRegistry?,
         schedulerHeartbeat: @escaping @Sendable () -> UInt64,
         heartbeatTimeout: Double = 30
     ) {
@@ -34,6 +38,7 @@ public struct EndpointDependencies: Sendable {
         self.reportLinks = reportLinks
         self.claimsKey = claimsKey
         self.tokens = tokens
+        self.metrics = metrics
         self.schedulerHeartbeat = schedulerHeartbeat
         self.heartbeatTimeout = heartbeatTimeout
     }
@@ -61,6 +66,7 @@ final class Endpoints: Sendable {
         let router = Router()
         router.get("healthz") { [self] _, _ in health() }
         router.get("readyz") { [self] _, _ in try await readiness() }
+        router.get("metrics") { [self] _, _ in try await metrics() }
         router.get("reports/:send") { [self] request, _ in try await report(request) }
         router.post("claims") { [self] request, _ in try await claim(request) }
         router.get("c/:code") { [self] _, context in try await followShortLink(context.parameters.get("code") ?? "") }

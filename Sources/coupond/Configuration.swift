@@ -33,8 +33,10 @@ struct Configuration {
     }
 
     var databaseURL: String?
-    /// Keepalives and timeouts of `coupond run`'s connections.
+    /// Keepalives and timeouts of `coupond run`'s connections (see ``connectionSafeguards``).
     var safeguards = ConnectionSafeguards()
+    /// `database.idle_in_transaction_timeout_seconds`, when set.
+    var idleInTransactionTimeout: Double?
     /// The roles `coupond migrate` creates and grants.
     var roles = RoleNames()
     /// Whether the scheduler listens for notifications (`false`: poll only, for transaction-pooling proxies).
@@ -119,9 +121,10 @@ struct Configuration {
             try settings.number("database.tcp_user_timeout_seconds", positive: false) ?? safeguards.tcpUserTimeout
         safeguards.statementTimeout =
             try settings.number("database.statement_timeout_seconds", positive: false) ?? safeguards.statementTimeout
-        safeguards.idleInTransactionTimeout =
-            try settings.number("database.idle_in_transaction_timeout_seconds", positive: false)
-            ?? safeguards.idleInTransactionTimeout
+        idleInTransactionTimeout = try settings.number(
+            "database.idle_in_transaction_timeout_seconds",
+            positive: false
+        )
         roles.daemon = try settings.roleName("database.daemon_role") ?? roles.daemon
         roles.platform = try settings.roleName("database.platform_role") ?? roles.platform
         roles.readonly = try settings.roleName("database.readonly_role") ?? roles.readonly
@@ -254,6 +257,15 @@ struct Configuration {
         guard var base = publicBaseURL else { return nil }
         while base.hasSuffix("/") { base.removeLast() }
         return base + "/c/"
+    }
+
+    /// The safeguards of `coupond run`'s connections. A transaction left open by a frozen instance must end before
+    /// its lease does, or its row locks would keep the instance that takes over waiting: unless set, the idle timeout
+    /// is half a lease, at most 10 seconds.
+    var connectionSafeguards: ConnectionSafeguards {
+        var safeguards = safeguards
+        safeguards.idleInTransactionTimeout = idleInTransactionTimeout ?? min(10, leaseSeconds / 2)
+        return safeguards
     }
 
     var templatesDirectory: URL {

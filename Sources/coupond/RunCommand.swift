@@ -7,7 +7,9 @@ import Foundation
 import HTTPEndpoints
 import Logging
 import Messages
+import Metrics
 import Postgres
+import Prometheus
 import Signing
 import Storage
 import Systemd
@@ -51,6 +53,8 @@ struct RunCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "coupond")
+        // Before anything makes a metric: handles made earlier would stay with the no-op backend.
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metricsRegistry))
         let notifier = SystemdNotifier()
         try reportingFailures {
             let configuration = try global.loadConfiguration()
@@ -73,6 +77,9 @@ struct RunCommand: ParsableCommand {
     }
 }
 
+/// Where swift-metrics' counters, timers and gauges of this process live, for `GET /metrics`.
+let metricsRegistry = PrometheusCollectorRegistry()
+
 /// The pieces of a running daemon, built from the configuration.
 struct Daemon {
     let settings: EngineSettings
@@ -87,7 +94,7 @@ struct Daemon {
     init(configuration: Configuration, databaseURL: String?, logger: Logger) throws {
         self.logger = logger
         let url = databaseURL ?? configuration.databaseURL
-        let safeguards = configuration.safeguards
+        let safeguards = configuration.connectionSafeguards
         connect = {
             try PostgresConnection(connectionString: url, applicationName: "coupond run", safeguards: safeguards)
         }
@@ -297,6 +304,7 @@ struct Daemon {
                     reportLinks: dependencies.reportLinks,
                     claimsKey: claimsKey,
                     tokens: dependencies.tokens,
+                    metrics: metricsRegistry,
                     schedulerHeartbeat: { engine.heartbeat }
                 ),
                 logger: logger

@@ -220,4 +220,34 @@ import Testing
             #expect(try Self.get(base + "/c/not-a-code").status == 404)
         }
     }
+
+    @Test func metricsShowTheMessagesTheGatewayRequestsAndTheSendsByStatus() throws {
+        try EngineHarness.with { h in
+            let (daemon, base) = try Self.startWithEndpoints(h)
+            defer { _ = daemon.terminate() }
+            _ = try Self.finishedSend(h, members: 4, withoutConsent: 1)
+            let response = try Self.get(base + "/metrics")
+            #expect(response.status == 200)
+            #expect(response.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let lines = Set(Self.text(response).split(separator: "\n").map(String.init))
+            for expected in [
+                #"coupond_messages_total{channel="email",outcome="sent"} 3"#,
+                #"coupond_messages_total{channel="sms",outcome="sent"} 3"#,
+                #"coupond_recipients_total{outcome="sent"} 3"#,
+                #"coupond_sends{status="done"} 1.0"#,
+                #"coupond_sends{status="not_started"} 0.0"#,
+                "coupond_scheduler_lag_seconds 0.0",
+                "coupond_database_up 1.0",
+            ] {
+                #expect(lines.contains(expected), "missing: \(expected)\n\(Self.text(response).prefix(3000))")
+            }
+            // Every request the gateway answered is in a duration histogram: 3 emails, 3 SMS and the notice.
+            let counts = lines.filter {
+                $0.hasPrefix("coupond_gateway_request_duration_seconds_count{") && $0.contains(#"status="2xx""#)
+            }
+            let total = counts.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+            #expect(total == 7, "\(counts)")
+            #expect(lines.contains { $0.hasPrefix("coupond_gateway_up{") && $0.hasSuffix(" 1.0") })
+        }
+    }
 }
