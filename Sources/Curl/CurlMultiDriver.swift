@@ -49,8 +49,6 @@ public final class CurlMultiDriver: Sendable {
             self.cancellation = cancellation
             self.completion = completion
         }
-
-        var isCancelled: Bool { cancellation?.isCancelled ?? false }
     }
 
     private struct Shared {
@@ -223,7 +221,7 @@ public final class CurlMultiDriver: Sendable {
                 return (state.incoming, state.stopping, state.cancelling)
             }
             waiting.append(contentsOf: incoming)
-            if cancelling { removeCancelled(&waiting, running: &running, idle: &idleHandles) }
+            if cancelling { removeCancelled(&waiting, running: &running, idle: &idleHandles, now: .now) }
             if stopping {
                 for job in waiting { job.completion(.failure(CurlError(shutdown: ()))) }
                 waiting.removeAll()
@@ -231,6 +229,11 @@ public final class CurlMultiDriver: Sendable {
             }
 
             let now = ContinuousClock.now
+            // A transfer whose sender's lease ran out while it was under way (the whole process was frozen, say)
+            // stops before libcurl writes any more of it: someone else sends that message now.
+            if running.values.contains(where: { $0.cancellation?.hasLapsed(at: now) == true }) {
+                removeCancelled(&waiting, running: &running, idle: &idleHandles, now: now)
+            }
             let schedule = startReady(&waiting, running: &running, idle: &idleHandles, now: now)
 
             var stillRunning: Int32 = 0
@@ -267,12 +270,19 @@ public final class CurlMultiDriver: Sendable {
         }
     }
 
-    /// Completes cancelled jobs: waiting ones at once, running ones after taking their transfer off the multi handle.
-    private func removeCancelled(_ waiting: inout [Job], running: inout [UInt: Job], idle: inout [CurlHandle]) {
-        var cancelled = waiting.filter(\.isCancelled)
-        waiting.removeAll(where: \.isCancelled)
+    /// Completes cancelled (or lapsed) jobs: waiting ones at once, running ones after taking their transfer off the
+    /// multi handle.
+    private func removeCancelled(
+        _ waiting: inout [Job],
+        running: inout [UInt: Job],
+        idle: inout [CurlHandle],
+        now: ContinuousClock.Instant
+    ) {
+        let stopped = { (job: Job) in job.cancellation?.hasLapsed(at: now) == true }
+        var cancelled = waiting.filter(stopped)
+        waiting.removeAll(where: stopped)
         var sent: Set<ObjectIdentifier> = []
-        for (key, job) in running where job.isCancelled {
+        for (key, job) in running where stopped(job) {
             running.removeValue(forKey: key)
             if let handle = job.handle {
                 if handle.requestSent { sent.insert(ObjectIdentifier(job)) }
