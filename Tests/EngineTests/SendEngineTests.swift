@@ -172,12 +172,17 @@ import Testing
                 progress = fields.first { $0.hasPrefix(prefix) && !$0.hasPrefix(prefix + "0/") }
             }
             let line = try #require(progress, "no progress in STATUS=: \(daemon.stderr.suffix(2000))")
-            // For example "1000/2000 sent, 0 failed, 510 msg/s; 1000 messages recorded since start".
+            // For example "1000/2000 sent, 0 failed, 510 msg/s, ETA 2s; 1000 messages recorded since start".
             let counts = line.dropFirst(prefix.count).split(separator: " ")
             let sent = try #require(Int(counts[0].split(separator: "/")[0]))
             #expect(sent > 0 && sent < 2000, "\(line)")
             #expect(counts[0].hasSuffix("/2000") && counts[1] == "sent," && counts[3] == "failed,", "\(line)")
-            #expect(counts[5] == "msg/s;" && (Int(counts[4]) ?? 0) > 0, "\(line)")
+            #expect(counts[5] == "msg/s," && (Int(counts[4]) ?? 0) > 0, "\(line)")
+            #expect(
+                counts[6] == "ETA"
+                    && counts[7].range(of: #"^[0-9]+[smh]([0-9]{2}[sm])?;$"#, options: .regularExpression) != nil,
+                "\(line)"
+            )
             #expect(try h.waitUntilFinished(send) == "done")
         }
     }
