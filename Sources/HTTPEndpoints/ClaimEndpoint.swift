@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import NIOCore
 import Postgres
+import Signing
 
 /// `POST /claims`: the store's claim call (rule 15) as HTTP, through `coupond.claim_coupon`, so the rules are the
 /// database's own.
@@ -34,7 +35,7 @@ extension Endpoints {
         let presented = request.headers[.authorization].flatMap { header -> Substring? in
             header.hasPrefix("Bearer ") ? header.dropFirst("Bearer ".count) : nil
         }
-        guard let presented, Self.constantTimeEqual(Array(presented.utf8), Array(key.utf8)) else {
+        guard let presented, ConstantTime.equal(Array(presented.utf8), Array(key.utf8)) else {
             var response = Self.json(
                 .unauthorized,
                 ["error": "unauthorized", "message": "send the claims key as Authorization: Bearer <key>"]
@@ -85,11 +86,4 @@ extension Endpoints {
         )
     }
 
-    /// Compares in constant time, so that the key cannot be found byte by byte.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for (x, y) in zip(a, b) { difference |= x ^ y }
-        return difference == 0
-    }
 }

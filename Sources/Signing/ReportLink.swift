@@ -61,7 +61,7 @@ public struct ReportLinkSigner: Sendable {
         else { throw Refusal.malformed }
         let expected = self.signature(installation, sendID, expires)
         // Compare in constant time so the signature cannot be found byte by byte.
-        guard Self.constantTimeEqual(Array(expected.utf8), Array(signature.utf8)) else { throw Refusal.badSignature }
+        guard ConstantTime.equal(Array(expected.utf8), Array(signature.utf8)) else { throw Refusal.badSignature }
         let expiry = Date(timeIntervalSince1970: TimeInterval(expires))
         guard now < expiry else { throw Refusal.expired(expiry) }
         return sendID
@@ -76,7 +76,12 @@ public struct ReportLinkSigner: Sendable {
         ).hexString
     }
 
-    private static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+}
+
+/// Comparison of secrets that takes as long wherever they differ, so that a secret cannot be found byte by byte.
+public enum ConstantTime {
+    /// Whether `a` and `b` are the same bytes; only their lengths leak.
+    public static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var difference: UInt8 = 0
         for (x, y) in zip(a, b) { difference |= x ^ y }
