@@ -71,15 +71,17 @@ final class SendProgressBoard: Sendable {
         let sends = snapshot.sorted { $0.key < $1.key }.map { sendID, entry in
             let seconds = now.timeIntervalSince(entry.since)
             let rate = seconds > 0 ? Int((Double(entry.messages) / seconds).rounded()) : 0
-            let eta = entry.secondsLeft(now: now).map(Self.duration) ?? "unknown"
+            let eta = entry.secondsLeft(now: now).map(RemainingTime.text) ?? "unknown"
             return
                 "send \(sendID): \(entry.sent)/\(entry.total) sent, \(entry.failed) failed, \(rate) msg/s, ETA \(eta)"
         }
         return "sending " + sends.joined(separator: ", ") + "; \(recorded) messages recorded since start"
     }
+}
 
-    /// `45s`, `4m13s` or `2h05m`.
-    static func duration(_ seconds: Double) -> String {
+/// A time left as people read it: `45s`, `4m13s` or `2h05m`.
+public enum RemainingTime {
+    public static func text(_ seconds: Double) -> String {
         let whole = Int(seconds.rounded(.up))
         if whole < 60 { return "\(whole)s" }
         if whole < 3600 { return "\(whole / 60)m" + String(format: "%02ds", whole % 60) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Postgres
 import Storage
 
@@ -9,6 +10,8 @@ struct StatusCommand: ParsableCommand {
         discussion: """
             coupond status 42          one send: status, progress, counts, reason, times
             coupond status --group 7   every send to group 7, latest first
+            coupond status 42 --watch  the send live until it ends: progress bar, per-channel counts, messages \
+            per second, ETA and gateway state, redrawn in place on a terminal (one line per refresh otherwise)
             """
     )
 
@@ -20,9 +23,18 @@ struct StatusCommand: ParsableCommand {
 
     @Flag(help: "Print JSON instead of a table.") var json = false
 
+    @Flag(help: "Follow the send live until it ends.") var watch = false
+
+    @Option(help: ArgumentHelp("Seconds between refreshes with --watch.", valueName: "seconds"))
+    var interval: Double = 1
+
     func validate() throws {
         guard (sendID == nil) != (group == nil) else {
             throw ValidationError("give either a send id or --group, not both and not neither")
+        }
+        if watch {
+            guard sendID != nil, !json else { throw ValidationError("--watch follows one send, without --json") }
+            guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 seconds") }
         }
     }
 
@@ -31,6 +43,11 @@ struct StatusCommand: ParsableCommand {
             let connection = try global.connect(try global.loadConfiguration())
             defer { connection.close() }
             let store = SendStore(connection: connection)
+            if watch, let sendID {
+                try SendWatch(connection: connection, sendID: sendID, interval: interval, terminal: isatty(1) == 1)
+                    .run()
+                return
+            }
             if let sendID {
                 guard let send = try store.send(id: sendID) else {
                     throw CommandFailure(.notFound, "send \(sendID) does not exist")
