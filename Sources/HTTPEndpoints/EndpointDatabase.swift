@@ -1,3 +1,4 @@
+import Foundation
 import NIOPosix
 import Postgres
 import Synchronization
@@ -23,21 +24,33 @@ final class EndpointDatabase: Sendable {
 
     /// Runs `body` with a connection on the blocking pool. A connection left in doubt by an error is closed, not kept.
     func run<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive { [self] in
-            let pooled = try idle.withLock { $0.popLast() } ?? Pooled(connect())
-            do {
-                let result = try body(pooled.connection)
-                giveBack(pooled)
-                return result
-            } catch let error as PostgresError where error.code == .queryFailed && !error.isTransient {
-                // The server refused the statement (a rule, a missing row): the session is as good as before.
-                giveBack(pooled)
-                throw error
-            } catch {
-                // A broken connection, or work stopped in the middle (a COPY whose client went away).
-                pooled.connection.close()
-                throw error
-            }
+        try await NIOThreadPool.singleton.runIfActive { [self] in try withConnection(body) }
+    }
+
+    /// Runs `body` with a connection on a thread of its own: for work that waits on a client (a report download
+    /// paced by a slow reader), which would otherwise hold one of the pool's few threads for as long.
+    func runOnOwnThread<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { [self] in continuation.resume(with: Result { try withConnection(body) }) }
+            thread.name = "http-stream"
+            thread.start()
+        }
+    }
+
+    private func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        let pooled = try idle.withLock { $0.popLast() } ?? Pooled(connect())
+        do {
+            let result = try body(pooled.connection)
+            giveBack(pooled)
+            return result
+        } catch let error as PostgresError where error.code == .queryFailed && !error.isTransient {
+            // The server refused the statement (a rule, a missing row): the session is as good as before.
+            giveBack(pooled)
+            throw error
+        } catch {
+            // A broken connection, or work stopped in the middle (a COPY whose client went away).
+            pooled.connection.close()
+            throw error
         }
     }
 

@@ -58,7 +58,7 @@ extension Endpoints {
             let abandoned = Atomic<Bool>(false)
             let producer = Task {
                 do {
-                    try await database.run { connection in
+                    try await database.runOnOwnThread { connection in
                         var chunk = "\u{FEFF}" + FailureReport.csvLine(FailureReport.header)
                         func flush() throws {
                             credits.wait()

@@ -49,7 +49,9 @@ import Testing
                          ORDER BY customer_id LIMIT \(withoutConsent))
             """
         )
-        let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop))
+        var unlimited = Fixtures.Coupon()
+        unlimited.receiveLimit = nil
+        let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop, unlimited))
         try h.arrive()
         #expect(try h.waitUntilFinished(send) == "done")
         #expect(try eventually(timeout: 30) { try h.send(send)["notice_status"] == "sent" })
@@ -248,6 +250,27 @@ import Testing
             let total = counts.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
             #expect(total == 7, "\(counts)")
             #expect(lines.contains { $0.hasPrefix("coupond_gateway_up{") && $0.hasSuffix(" 1.0") })
+        }
+    }
+
+    @Test func aReportOfManyChunksArrivesWholeAndInOrder() throws {
+        try EngineHarness.with { h in
+            let (daemon, base) = try Self.startWithEndpoints(h)
+            defer { _ = daemon.terminate() }
+            // Nobody consented: every customer fails at once, and the report is several 64 KiB chunks long.
+            let customers = 4000
+            let send = try Self.finishedSend(h, members: customers, withoutConsent: customers)
+            let installation: String = try h.db.connection.queryRow("SELECT id FROM coupond.installation")!.decode("id")
+            let finished: Date = try h.send(send).decode("finished_at")
+            let link = ReportLinkSigner(key: Data(repeating: 9, count: 32), baseURL: base)
+                .link(sendID: send, finishedAt: finished, installation: installation)
+            let report = try Self.get(link)
+            #expect(report.status == 200)
+            #expect(report.body.count > 4 * 64 * 1024, "\(report.body.count) bytes")
+            let rows = Self.text(report).dropFirst().split(separator: "\r\n").dropFirst()
+            #expect(rows.count == customers)
+            let ids = rows.compactMap { Int64($0.prefix { $0 != "," }) }
+            #expect(ids == ids.sorted() && Set(ids).count == customers, "rows missing, repeated or out of order")
         }
     }
 }
