@@ -172,19 +172,27 @@ public struct RecipientStore {
     }
 }
 
-/// A short link's code as the database returns it (`encode(sms_link_code, 'hex')`).
+/// A short link's code as the database returns it (`encode(sms_link_code, 'hex')`), read without a string per byte:
+/// it is parsed for every SMS recipient.
 enum ShortLinkBytes {
     static func parse(_ hex: String) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { return nil }
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let pair = UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16) else {
-                return nil
+        bytes.reserveCapacity(hex.utf8.count / 2)
+        var high: UInt8?
+        for digit in hex.utf8 {
+            let value: UInt8
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = digit - UInt8(ascii: "a") + 10
+            default: return nil
             }
-            bytes.append(pair)
+            if let first = high {
+                bytes.append(first << 4 | value)
+                high = nil
+            } else {
+                high = value
+            }
         }
-        return bytes
+        return high == nil ? bytes : nil
     }
 }
