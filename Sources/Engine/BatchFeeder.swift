@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Messages
 import Postgres
 import Storage
 import Synchronization
@@ -142,7 +143,8 @@ final class BatchFeeder: Sendable {
                 of: send,
                 after: upTo,
                 limit: batchSize,
-                shortSMSLinks: preparation.smsShortLinkBase != nil
+                shortEmailLinks: preparation.shortLinks?.email ?? false,
+                shortSMSLinks: preparation.shortLinks?.sms ?? false
             )
             writtenUpTo = written.writtenUpTo
             cursor = written.writtenUpTo ?? written.pending.last?.customerID ?? cursor

@@ -36,8 +36,8 @@ struct BatchPreparation: Sendable {
     /// The send's claim links per channel, with `utm_campaign` the same as the preview shows.
     let emailLinks: ClaimLink.Template?
     let smsLinks: ClaimLink.Template?
-    /// `<public_base_url>/c/`: an SMS whose recipient row has a link code carries this followed by the code.
-    let smsShortLinkBase: String?
+    /// The channels whose message carries the recipient row's short link (when the row has a code) for the full one.
+    let shortLinks: ShortLinks?
     let threads: Int
     let emailGateway: GatewayDispatcher?
     let smsGateway: GatewayDispatcher?
@@ -61,16 +61,12 @@ struct BatchPreparation: Sendable {
 
     private func prepare(_ recipient: PendingRecipient) -> PreparedRecipient {
         let token = tokens.token(sendID: sendID, customerID: recipient.customerID)
-        let emailLink = recipient.emailPending ? emailLinks?.link(token: token) ?? context.loginURL : ""
-        let shortCode = smsShortLinkBase == nil ? nil : recipient.smsLinkCode.map(ShortLinkCode.encode)
-        let smsLink: String
-        if !recipient.smsPending {
-            smsLink = ""
-        } else if let shortCode, let smsShortLinkBase {
-            smsLink = smsShortLinkBase + shortCode
-        } else {
-            smsLink = smsLinks?.link(token: token) ?? context.loginURL
-        }
+        let code = shortLinks == nil ? nil : recipient.linkCode.map(ShortLinkCode.encode)
+        let shortEmailLink = code.flatMap { shortLinks?.link(.email, code: $0) }
+        let shortSMSLink = code.flatMap { shortLinks?.link(.sms, code: $0) }
+        let emailLink =
+            recipient.emailPending ? shortEmailLink ?? emailLinks?.link(token: token) ?? context.loginURL : ""
+        let smsLink = recipient.smsPending ? shortSMSLink ?? smsLinks?.link(token: token) ?? context.loginURL : ""
         let keys = IdempotencyKeys(context, sendID: sendID)
         var prepared = PreparedRecipient(
             customerID: recipient.customerID,
@@ -127,7 +123,8 @@ struct BatchPreparation: Sendable {
             if gateway.gateway is any ReconcilingGateway {
                 // The token, or the short link's code in its place, is in the text and in no other message; the
                 // send's hour is before its first attempt.
-                prepared.smsProbe = DeliveryProbe(to: number, marker: shortCode ?? token, since: sendStartedBy)
+                let marker = shortSMSLink == nil ? token : code ?? token
+                prepared.smsProbe = DeliveryProbe(to: number, marker: marker, since: sendStartedBy)
             }
         }
         return prepared

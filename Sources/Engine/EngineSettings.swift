@@ -1,4 +1,5 @@
 public import Foundation
+public import Messages
 
 /// How the engine paces itself.
 public struct EngineSettings: Sendable {
@@ -26,8 +27,8 @@ public struct EngineSettings: Sendable {
     /// Whether the scheduler listens for `NOTIFY coupond_sends`; without it the engine polls only and keeps no state
     /// in its database sessions, so that it can run behind a transaction-pooling proxy.
     public var listen: Bool
-    /// `<public_base_url>/c/` when SMS carry short links (served by the HTTP listener); `nil` for full links.
-    public var smsShortLinkBase: String?
+    /// The channels whose messages carry short links (served by the HTTP listener); `nil` for full links only.
+    public var shortLinks: ShortLinks?
 
     public init(
         instanceName: String,
@@ -41,7 +42,7 @@ public struct EngineSettings: Sendable {
         shutdownGrace: Double = 10,
         maxSendAttempts: Int = 20,
         listen: Bool = true,
-        smsShortLinkBase: String? = nil
+        shortLinks: ShortLinks? = nil
     ) {
         self.instanceName = instanceName
         self.pollInterval = pollInterval
@@ -54,6 +55,6 @@ public struct EngineSettings: Sendable {
         self.shutdownGrace = shutdownGrace
         self.maxSendAttempts = max(1, maxSendAttempts)
         self.listen = listen
-        self.smsShortLinkBase = smsShortLinkBase
+        self.shortLinks = shortLinks
     }
 }

@@ -29,7 +29,13 @@ struct MerchantNotice {
         let context = try store.context(of: send)
         var reportLink: String?
         var reportExpires: String?
-        if summary.failedCount > 0, let signer = dependencies.reportLinks, let finished = summary.finishedAt {
+        let channels = [("Email", summary.emailFunnel), ("SMS", summary.smsFunnel)].compactMap { name, funnel in
+            funnel.map { NoticeChannel(name: name, sent: $0.sent, failed: $0.failed) }
+        }
+        // The report lists every failed channel, so a customer reached by email and not by SMS is in it too.
+        if channels.contains(where: { $0.failed > 0 }) || summary.failedCount > 0,
+            let signer = dependencies.reportLinks, let finished = summary.finishedAt
+        {
             reportLink = signer.link(sendID: send.id, finishedAt: finished, installation: context.installation)
             reportExpires = ShopTime.format(
                 finished.addingTimeInterval(ReportLinkSigner.lifetime),
@@ -46,6 +52,7 @@ struct MerchantNotice {
                 sentCount: summary.sentCount,
                 failedCount: summary.failedCount,
                 failureReason: summary.failureReasonText,
+                channels: channels,
                 reportLink: reportLink,
                 reportExpires: reportExpires
             )

@@ -179,7 +179,7 @@ final class SendWorker: Sendable {
                 channel: .sms,
                 campaign: ClaimLink.campaign(couponID: send.couponID)
             ),
-            smsShortLinkBase: settings.smsShortLinkBase,
+            shortLinks: settings.shortLinks,
             threads: settings.preparationThreads,
             emailGateway: dependencies.email,
             smsGateway: dependencies.sms,

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 public import Logging
+import Messages
 import NIOCore
 public import Postgres
 public import Prometheus
@@ -69,7 +70,11 @@ final class Endpoints: Sendable {
         router.get("metrics") { [self] _, _ in try await metrics() }
         router.get("reports/:send") { [self] request, _ in try await report(request) }
         router.post("claims") { [self] request, _ in try await claim(request) }
-        router.get("c/:code") { [self] _, context in try await followShortLink(context.parameters.get("code") ?? "") }
+        for channel in Messages.Channel.allCases {
+            router.get("\(ShortLinks.pathSegment(channel))/:code") { [self] _, context in
+                try await followShortLink(context.parameters.get("code") ?? "", channel: channel)
+            }
+        }
         return router
     }
 

@@ -3,22 +3,19 @@ import Messages
 import Postgres
 import Signing
 
-/// `GET /c/{code}`: an SMS's short claim link. Redirects to the customer's full claim link (the shop's login URL with
-/// the claim token and UTM parameters) and records the first click.
+/// `GET /c/{code}` (SMS) and `GET /e/{code}` (email): a message's short claim link. Redirects to the customer's full
+/// claim link (the shop's login URL with the claim token and UTM parameters) and records the channel's first click.
 extension Endpoints {
-    func followShortLink(_ code: String) async throws -> Response {
+    func followShortLink(_ code: String, channel: Messages.Channel) async throws -> Response {
         guard let bytes = ShortLinkCode.decode(code) else { return Self.notFoundPage }
         let hex = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         let target = try await database.run {
             connection -> (send: Int64, customer: Int64, login: String, coupon: Int64)? in
-            // The click is recorded once: the first one's time stays.
             guard
                 let row = try connection.queryRow(
                     """
-                    UPDATE coupond.send_recipients r SET sms_clicked_at = coalesce(r.sms_clicked_at, now())
-                    FROM coupond.sends s JOIN coupond.shops sh ON sh.id = s.shop_id
-                    WHERE r.sms_link_code = decode(\(hex), 'hex') AND s.id = r.send_id
-                    RETURNING r.send_id, r.customer_id, sh.login_url, s.coupon_id
+                    SELECT send_id, customer_id, login_url, coupon_id
+                    FROM coupond.follow_link(decode(\(hex), 'hex'), \(channel.rawValue))
                     """
                 )
             else { return nil }
@@ -33,7 +30,7 @@ extension Endpoints {
             let link = ClaimLink.make(
                 loginURL: target.login,
                 token: token,
-                channel: .sms,
+                channel: channel,
                 campaign: ClaimLink.campaign(couponID: target.coupon)
             )
         else { return Self.notFoundPage }

@@ -13,7 +13,9 @@ public struct NoticeContext: Sendable {
     public var failedCount: Int
     /// Why the whole send failed, when it did.
     public var failureReason: String?
-    /// The signed failure-report link; present when, and only when, some customers failed.
+    /// Each channel the send used, with the customers it reached and did not.
+    public var channels: [NoticeChannel]
+    /// The signed failure-report link; present when, and only when, some channel failed a customer.
     public var reportLink: String?
     public var reportExpires: String?
 
@@ -26,6 +28,7 @@ public struct NoticeContext: Sendable {
         sentCount: Int,
         failedCount: Int,
         failureReason: String?,
+        channels: [NoticeChannel] = [],
         reportLink: String?,
         reportExpires: String?
     ) {
@@ -37,6 +40,7 @@ public struct NoticeContext: Sendable {
         self.sentCount = sentCount
         self.failedCount = failedCount
         self.failureReason = failureReason
+        self.channels = channels
         self.reportLink = reportLink
         self.reportExpires = reportExpires
     }
@@ -46,11 +50,25 @@ public struct NoticeContext: Sendable {
             "shop_name": shopName, "group_name": groupName, "coupon_title": couponTitle, "status": statusLabel,
             "recipient_count": recipientCount, "sent_count": sentCount, "failed_count": failedCount,
             "has_failures": failedCount > 0,
+            "channels": channels.map { ["name": $0.name, "sent": $0.sent, "failed": $0.failed] as [String: Any] },
         ]
         if let failureReason { values["failure_reason"] = failureReason }
         if let reportLink { values["report_link"] = reportLink }
         if let reportExpires { values["report_expires"] = reportExpires }
         return values
+    }
+}
+
+/// One channel's line in the notice: `Email: 4900 reached, 100 not reached`.
+public struct NoticeChannel: Sendable {
+    public var name: String
+    public var sent: Int
+    public var failed: Int
+
+    public init(name: String, sent: Int, failed: Int) {
+        self.name = name
+        self.sent = sent
+        self.failed = failed
     }
 }
 

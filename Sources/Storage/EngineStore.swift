@@ -56,28 +56,6 @@ public struct RecipientOutcome: Sendable {
     }
 }
 
-/// How a batch's outcomes move a send's unknown and reconciled counts.
-struct UnknownTally {
-    /// Channels unknown after the batch, less those unknown before it (negative when more were settled).
-    var added = 0
-    /// Channels whose unknown outcome was settled.
-    var settled = 0
-
-    init(_ outcomes: [RecipientOutcome]) {
-        for outcome in outcomes {
-            for (status, was, resolution) in [
-                (outcome.emailStatus, outcome.emailWasUnknown, outcome.emailResolution),
-                (outcome.smsStatus, outcome.smsWasUnknown, outcome.smsResolution),
-            ] {
-                // A channel recorded without a status keeps the one it had.
-                let unknownAfter = status == .unknown || (status == nil && was)
-                added += (unknownAfter ? 1 : 0) - (was ? 1 : 0)
-                if resolution != nil { settled += 1 }
-            }
-        }
-    }
-}
-
 /// What the shop, coupon and group look like, for rendering messages and the notice.
 public struct SendContext: Sendable {
     public var shopName: String
@@ -405,22 +383,26 @@ public struct EngineStore {
                 RETURNING r.email_status, r.sms_status, v.sms_segments, v.sms_cost
                 """
             )
-            var sent = 0
-            var failed = 0
+            var finished = FinishedTally()
             var segments = 0
             var cost = Decimal(0)
             for row in finals {
-                let email = try row.decode("email_status", as: ChannelStatus?.self)
-                let sms = try row.decode("sms_status", as: ChannelStatus?.self)
                 segments += try row.decode("sms_segments", as: Int?.self) ?? 0
                 cost += try row.decode("sms_cost", as: Decimal?.self) ?? 0
-                if email == .pending || sms == .pending || email == .unknown || sms == .unknown { continue }
-                if email == .sent || sms == .sent { sent += 1 } else { failed += 1 }
+                finished.add(
+                    email: try row.decode("email_status", as: ChannelStatus?.self),
+                    sms: try row.decode("sms_status", as: ChannelStatus?.self)
+                )
             }
+            let (sent, failed) = (finished.sent, finished.failed)
             let unknown = UnknownTally(outcomes)
             let updated = try connection.execute(
                 """
                 UPDATE coupond.sends SET sent_count = sent_count + \(sent), failed_count = failed_count + \(failed),
+                    email_sent_count = email_sent_count + \(finished.emailSent),
+                    email_failed_count = email_failed_count + \(finished.emailFailed),
+                    sms_sent_count = sms_sent_count + \(finished.smsSent),
+                    sms_failed_count = sms_failed_count + \(finished.smsFailed),
                     sms_segments = sms_segments + \(segments), sms_cost = sms_cost + \(cost),
                     unknown_count = unknown_count + \(unknown.added),
                     reconciled_count = reconciled_count + \(unknown.settled),

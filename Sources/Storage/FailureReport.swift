@@ -2,10 +2,14 @@ import Foundation
 public import Postgres
 
 /// Rule 9: the failure report of a send, as CSV rows streamed from the database.
+///
+/// One row per channel that failed a customer: a customer reached by email and not by SMS appears once, for the SMS,
+/// and one reached by neither appears once per channel. (The send's headline counts a customer as sent when any
+/// channel reached them.)
 public enum FailureReport {
-    public static let header = ["customer_id", "email", "mobile", "reason"]
+    public static let header = ["customer_id", "email", "mobile", "channel", "reason"]
 
-    /// Streams the customers no channel reached, in customer order.
+    /// Streams the failed channels of the send's customers, in customer order, email before SMS.
     ///
     /// - Returns: the number of rows.
     @discardableResult
@@ -18,14 +22,14 @@ public enum FailureReport {
         let statement = PostgresQuery(
             unsafeSQL: """
                 COPY (
-                    SELECT customer_id, email, mobile,
-                           concat_ws('; ',
-                               CASE WHEN email_status = 'failed' THEN 'Email: ' || coupond.reason_text(email_error) END,
-                               CASE WHEN sms_status = 'failed' THEN 'SMS: ' || coupond.reason_text(sms_error) END)
-                    FROM coupond.send_recipients
-                    WHERE send_id = \(sendID)
-                      AND coalesce(email_status, 'failed') = 'failed' AND coalesce(sms_status, 'failed') = 'failed'
-                    ORDER BY customer_id
+                    SELECT r.customer_id, r.email, r.mobile, f.channel, coupond.reason_text(f.error)
+                    FROM coupond.send_recipients r
+                    CROSS JOIN LATERAL (
+                        VALUES (1, 'email', r.email_status, r.email_error), (2, 'sms', r.sms_status, r.sms_error)
+                    ) AS f(position, channel, status, error)
+                    WHERE r.send_id = \(sendID) AND (r.email_status = 'failed' OR r.sms_status = 'failed')
+                      AND f.status = 'failed'
+                    ORDER BY r.customer_id, f.position
                 ) TO STDOUT
                 """
         )

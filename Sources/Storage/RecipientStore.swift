@@ -13,8 +13,8 @@ public struct PendingRecipient: Sendable {
     /// settled by policy before anything is sent again.
     public var emailUnknown = false
     public var smsUnknown = false
-    /// The code of the SMS's short link (13 bytes), when the send uses short links and the SMS is to be sent.
-    public var smsLinkCode: [UInt8]?
+    /// The code of the recipient's short links (13 bytes), when the send uses short links on a channel to be sent.
+    public var linkCode: [UInt8]?
 }
 
 /// A send's recipient list: written part by part while the send goes, and read back after a restart.
@@ -49,11 +49,13 @@ public struct RecipientStore {
     /// - Returns: the written customers with a channel to send, and the new `recipients_after` (`nil` when the
     ///   list is complete).
     /// - Throws: ``LeaseLost`` when the send is no longer this instance's, or the list moved on meanwhile.
-    ///   - shortSMSLinks: whether each SMS to be sent gets a short link's code (`coupond.new_link_code`).
+    ///   - shortEmailLinks, shortSMSLinks: whether a customer to be sent on the channel gets a short links' code
+    ///     (`coupond.new_link_code`).
     public func writeRecipients(
         of send: ClaimedSend,
         after customerID: Int64,
         limit: Int,
+        shortEmailLinks: Bool = false,
         shortSMSLinks: Bool = false
     ) throws -> (pending: [PendingRecipient], writtenUpTo: Int64?) {
         try connection.transaction {
@@ -62,7 +64,7 @@ public struct RecipientStore {
                 WITH written AS (
                     INSERT INTO coupond.send_recipients
                         (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error,
-                         sms_link_code)
+                         link_code)
                     -- Who can be reached on which channel is coupond.email_unreachable and sms_unreachable's to
                     -- say, as for the preview's estimate.
                     SELECT \(send.id), c.id, c.name, c.email, c.mobile,
@@ -74,8 +76,10 @@ public struct RecipientStore {
                              WHEN coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL THEN 'pending'
                              ELSE 'failed' END,
                         CASE WHEN \(send.sms) THEN coupond.sms_unreachable(c.mobile, c.sms_consent) END,
-                        CASE WHEN \(send.sms && shortSMSLinks)
-                                  AND coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL
+                        CASE WHEN (\(send.sms && shortSMSLinks)
+                                   AND coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL)
+                               OR (\(send.email && shortEmailLinks)
+                                   AND coupond.email_unreachable(c.email, c.email_consent) IS NULL)
                              THEN coupond.new_link_code() END
                     -- The part's members first, along the group's index, then their customer rows one by one:
                     -- joined the other way round, each part read the customers from the first id on.
@@ -86,19 +90,26 @@ public struct RecipientStore {
                         LIMIT \(limit)
                     ) AS m
                     JOIN coupond.customers c ON c.id = m.customer_id AND c.id > \(customerID)
-                    RETURNING customer_id, name, email, mobile, email_status, sms_status, sms_link_code
+                    RETURNING customer_id, name, email, mobile, email_status, sms_status, link_code
+                ),
+                -- Customers no channel can reach are final at once; the others count when their outcome is.
+                unreached AS (
+                    SELECT email_status, sms_status FROM written
+                    WHERE coalesce(email_status, 'failed') = 'failed' AND coalesce(sms_status, 'failed') = 'failed'
                 ),
                 moved AS (
                     UPDATE coupond.sends SET
                         recipients_after = CASE WHEN (SELECT count(*) FROM written) < \(limit) THEN NULL
                                                 ELSE (SELECT max(customer_id) FROM written) END,
-                        failed_count = failed_count + (
-                            SELECT count(*) FROM written
-                            WHERE coalesce(email_status, 'failed') = 'failed' AND coalesce(sms_status, 'failed') = 'failed')
+                        failed_count = failed_count + (SELECT count(*) FROM unreached),
+                        email_failed_count = email_failed_count
+                            + (SELECT count(*) FROM unreached WHERE email_status = 'failed'),
+                        sms_failed_count = sms_failed_count
+                            + (SELECT count(*) FROM unreached WHERE sms_status = 'failed')
                     WHERE id = \(send.id) AND lease_owner = \(owner) AND recipients_after = \(customerID)
                     RETURNING recipients_after
                 )
-                SELECT w.customer_id, w.name, w.email, w.mobile, encode(w.sms_link_code, 'hex') AS sms_link_code,
+                SELECT w.customer_id, w.name, w.email, w.mobile, encode(w.link_code, 'hex') AS link_code,
                        w.email_status = 'pending' AS email_pending, w.sms_status = 'pending' AS sms_pending,
                        m.recipients_after, (SELECT count(*) FROM moved) AS moved
                 FROM (SELECT 1) AS one
@@ -120,7 +131,7 @@ public struct RecipientStore {
                     mobile: try row.decode("mobile", as: String?.self),
                     emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
                     smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false,
-                    smsLinkCode: row["sms_link_code"].flatMap(ShortLinkBytes.parse)
+                    linkCode: row["link_code"].flatMap(ShortLinkBytes.parse)
                 )
                 return recipient.emailPending || recipient.smsPending ? recipient : nil
             }
@@ -141,7 +152,7 @@ public struct RecipientStore {
                 smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false,
                 emailUnknown: row["email_status"] == ChannelStatus.unknown.rawValue,
                 smsUnknown: row["sms_status"] == ChannelStatus.unknown.rawValue,
-                smsLinkCode: row["sms_link_code"].flatMap(ShortLinkBytes.parse)
+                linkCode: row["link_code"].flatMap(ShortLinkBytes.parse)
             )
         }
     }
@@ -155,7 +166,7 @@ public struct RecipientStore {
 
     static func pendingRecipientsQuery(sendID: Int64, after customerID: Int64, limit: Int) -> PostgresQuery {
         """
-        SELECT customer_id, name, email, mobile, email_status, sms_status, encode(sms_link_code, 'hex') AS sms_link_code,
+        SELECT customer_id, name, email, mobile, email_status, sms_status, encode(link_code, 'hex') AS link_code,
                email_status IN ('pending', 'unknown') AS email_pending, sms_status IN ('pending', 'unknown') AS sms_pending
         FROM coupond.send_recipients
         WHERE send_id = \(sendID) AND customer_id > \(customerID)
@@ -172,7 +183,7 @@ public struct RecipientStore {
     }
 }
 
-/// A short link's code as the database returns it (`encode(sms_link_code, 'hex')`), read without a string per byte:
+/// A short link's code as the database returns it (`encode(link_code, 'hex')`), read without a string per byte:
 /// it is parsed for every SMS recipient.
 enum ShortLinkBytes {
     static func parse(_ hex: String) -> [UInt8]? {

@@ -58,6 +58,11 @@ public struct SendSummary: Sendable, Codable, Equatable {
     public var unknownCount: Int
     /// Messages whose unknown outcome was settled.
     public var reconciledCount: Int
+    /// How each channel the send uses did, from reached to claimed; `nil` for a channel the send does not use.
+    public var emailFunnel: ChannelFunnel?
+    public var smsFunnel: ChannelFunnel?
+    /// Customers of the send who claimed the coupon through its link.
+    public var claimedCount: Int
 
     init(row: PostgresRow) throws {
         sendID = try row.decode("send_id")
@@ -86,6 +91,36 @@ public struct SendSummary: Sendable, Codable, Equatable {
         finishedAt = try row.decode("finished_at", as: Date?.self)
         unknownCount = try row.decode("unknown_count")
         reconciledCount = try row.decode("reconciled_count")
+        emailFunnel = try ChannelFunnel(row: row, channel: "email")
+        smsFunnel = try ChannelFunnel(row: row, channel: "sms")
+        claimedCount = try row.decode("claimed_count")
+    }
+}
+
+/// One channel of a send, customer by customer: reached or not, then followed the channel's link, then claimed.
+///
+/// A customer counts once per channel. `clicked` counts first clicks of the channel's short link, so it stays 0 on
+/// a channel that carries the full claim link; `claimed` counts the customers the channel reached who claimed.
+public struct ChannelFunnel: Sendable, Codable, Equatable {
+    public var sent: Int
+    public var failed: Int
+    public var clicked: Int
+    public var claimed: Int
+
+    public init(sent: Int, failed: Int, clicked: Int, claimed: Int) {
+        self.sent = sent
+        self.failed = failed
+        self.clicked = clicked
+        self.claimed = claimed
+    }
+
+    /// The channel's columns of a `group_activity` row, or `nil` when the send does not use it.
+    init?(row: PostgresRow, channel: String) throws {
+        guard let sent = try row.decode("\(channel)_sent_count", as: Int?.self) else { return nil }
+        self.sent = sent
+        failed = try row.decode("\(channel)_failed_count")
+        clicked = try row.decode("\(channel)_clicked_count")
+        claimed = try row.decode("\(channel)_claimed_count")
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Messages
 import Postgres
 import Storage
 
@@ -61,6 +62,8 @@ struct Configuration {
     var reportKeyFile: String?
     /// `links.short_sms_links`: whether SMS carry `<public_base_url>/c/<code>` (with a public base URL).
     var shortSMSLinks = true
+    /// `links.short_email_links`: whether emails carry `<public_base_url>/e/<code>`, which records clicks.
+    var shortEmailLinks = false
     /// `http.listen`: where `coupond run` serves its HTTP endpoints; off when `nil`.
     var httpListen: (host: String, port: Int)?
     /// `http.claims_key_file`: the bearer key `POST /claims` requires.
@@ -89,7 +92,7 @@ struct Configuration {
             "connect_timeout_seconds", "timeout_seconds", "max_attempts", "retry_budget_seconds", "price_per_segment",
             "on_unknown", "reconcile_after_seconds", "breaker_failures",
         ],
-        "links": ["public_base_url", "claim_key_file", "report_key_file", "short_sms_links"],
+        "links": ["public_base_url", "claim_key_file", "report_key_file", "short_sms_links", "short_email_links"],
         "http": ["listen", "claims_key_file"],
     ]
 
@@ -174,6 +177,7 @@ struct Configuration {
         claimKeyFile = try settings.string("links.claim_key_file")
         reportKeyFile = try settings.string("links.report_key_file")
         shortSMSLinks = try settings.bool("links.short_sms_links") ?? shortSMSLinks
+        shortEmailLinks = try settings.bool("links.short_email_links") ?? shortEmailLinks
         if let listen = try settings.string("http.listen") {
             httpListen = try Self.listenAddress(listen, setting: "http.listen")
         }
@@ -252,11 +256,9 @@ struct Configuration {
         return URL(fileURLWithPath: found ?? candidates.last!).standardizedFileURL
     }
 
-    /// `<public_base_url>/c/`, where the HTTP listener serves short claim links; `nil` without a public base URL.
-    var shortLinkBase: String? {
-        guard var base = publicBaseURL else { return nil }
-        while base.hasSuffix("/") { base.removeLast() }
-        return base + "/c/"
+    /// The channels whose messages carry short links, served by the HTTP listener; `nil` without a public base URL.
+    var shortLinks: ShortLinks? {
+        ShortLinks(publicBaseURL: publicBaseURL, email: shortEmailLinks, sms: shortSMSLinks)
     }
 
     /// The safeguards of `coupond run`'s connections. A transaction left open by a frozen instance must end before

@@ -67,6 +67,9 @@ enum OutputFormat {
         if send.status != .notStarted && send.status != .cancelled {
             lines.append(("Sent", "\(send.sentCount)"))
             lines.append(("Failed", "\(send.failedCount)"))
+            if let email = send.emailFunnel { lines.append(("Email", funnel(email))) }
+            if let sms = send.smsFunnel { lines.append(("SMS", funnel(sms))) }
+            lines.append(("Claimed", "\(send.claimedCount)"))
         }
         if send.unknownCount > 0 {
             lines.append(("Unconfirmed", "\(send.unknownCount) messages may have gone out; being reconciled"))
@@ -80,6 +83,15 @@ enum OutputFormat {
         let width = lines.map(\.0.count).max() ?? 0
         return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }
             .joined(separator: "\n")
+    }
+
+    /// A channel's funnel, for example `4900 sent → 310 clicked (6.3%) → 95 claimed (1.9%); 100 failed`.
+    static func funnel(_ channel: ChannelFunnel) -> String {
+        func share(_ count: Int) -> String {
+            channel.sent > 0 ? String(format: " (%.1f%%)", 100 * Double(count) / Double(channel.sent)) : ""
+        }
+        return "\(channel.sent) sent → \(channel.clicked) clicked\(share(channel.clicked)) → "
+            + "\(channel.claimed) claimed\(share(channel.claimed)); \(channel.failed) failed"
     }
 
     static func table(_ sends: [SendSummary]) -> String {

@@ -83,7 +83,7 @@ struct PreviewCommand: ParsableCommand {
                 source,
                 templates: messageTemplates,
                 price: configuration.smsPricePerSegment,
-                smsShortLinkBase: configuration.shortSMSLinks ? configuration.shortLinkBase : nil
+                shortLinks: configuration.shortLinks
             )
             print(json ? OutputFormat.json(output) : text(output))
             if SMSSegments.isTooLong(output.smsText) {
@@ -98,19 +98,21 @@ struct PreviewCommand: ParsableCommand {
             + "templates' sms.mustache or the coupon's title and description"
     }
 
-    /// What a customer of `source` receives, with a sample claim link of the real length: the short link's in the SMS
-    /// when the send would use one.
+    /// What a customer of `source` receives, with a sample claim link of the real length: the short link's on a
+    /// channel that would use one.
     static func render(
         _ source: PreviewSource,
         templates: MessageTemplates,
         price: Decimal?,
-        smsShortLinkBase: String?
+        shortLinks: ShortLinks?
     ) -> Output {
         // A sample token of the real length, so the SMS segment count matches what customers will get.
         let sampleToken = String(repeating: "x", count: 43)
         let campaign = ClaimLink.campaign(couponID: source.couponID)
+        let sampleCode = String(repeating: "x", count: ShortLinkCode.length)
         func link(_ channel: Channel) -> String {
-            ClaimLink.make(loginURL: source.loginURL, token: sampleToken, channel: channel, campaign: campaign)
+            shortLinks?.link(channel, code: sampleCode)
+                ?? ClaimLink.make(loginURL: source.loginURL, token: sampleToken, channel: channel, campaign: campaign)
                 ?? source.loginURL
         }
         let message = templates.render(
@@ -121,7 +123,7 @@ struct PreviewCommand: ParsableCommand {
                 couponDescription: source.couponDescription,
                 couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
                 emailLink: link(.email),
-                smsLink: smsShortLinkBase.map { $0 + String(repeating: "x", count: ShortLinkCode.length) } ?? link(.sms)
+                smsLink: link(.sms)
             )
         )
         let perMessage = price.map { $0 * Decimal(message.smsSegments.count) }

@@ -7,7 +7,7 @@ import Storage
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Writes a send's failure report as CSV: customer ID, email, mobile number and reason.",
+        abstract: "Writes a send's failure report as CSV: customer ID, email, mobile number, channel and reason.",
         discussion: """
             coupond report 42                     the report of send 42 (operators, any time)
             coupond report --link "https://…"     checks a merchant's signed link first: refused once it has \

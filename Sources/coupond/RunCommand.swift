@@ -155,7 +155,7 @@ struct Daemon {
             shutdownGrace: configuration.shutdownGrace,
             maxSendAttempts: configuration.maxSendAttempts,
             listen: configuration.listen,
-            smsShortLinkBase: configuration.shortSMSLinks ? configuration.shortLinkBase : nil
+            shortLinks: configuration.shortLinks
         )
         dependencies = EngineDependencies(
             connect: connect,

@@ -111,7 +111,7 @@ extension ScheduleCommand {
             source,
             templates: templates,
             price: nil,
-            smsShortLinkBase: configuration.shortSMSLinks ? configuration.shortLinkBase : nil
+            shortLinks: configuration.shortLinks
         )
         if SMSSegments.isTooLong(output.smsText) {
             throw CommandFailure(.refused, PreviewCommand.tooLong(characters: output.smsText.unicodeScalars.count))

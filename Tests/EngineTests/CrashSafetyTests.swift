@@ -372,7 +372,7 @@ import Testing
                     outcomes.add("\(error)")
                 }
             }
-            #expect(outcomes.values.filter { $0 == "claimed" }.count == 5)
+            #expect(outcomes.values.filter { $0 == "claimed" }.count == 5, "\(outcomes.values)")
             #expect(outcomes.values.filter { $0 == "claim_limit_reached" }.count == 7)
             let row = try h.db.connection.queryRow("SELECT claimed_count FROM coupond.coupons WHERE id = \(coupon)")
             #expect(try row?.decode("claimed_count", as: Int.self) == 13)

@@ -11,13 +11,14 @@ import Testing
     static let claimsKey = "claims-key-for-the-store-0123456789"
 
     /// Starts the daemon with its listener on a port the system picks, and returns the daemon and its base URL.
-    static func startWithEndpoints(_ h: EngineHarness) throws -> (ChildProcess, String) {
+    static func startWithEndpoints(_ h: EngineHarness, extraLinks: String = "") throws -> (ChildProcess, String) {
         let keyFile = h.folder.appendingPathComponent("claims-key")
         try Data(claimsKey.utf8).write(to: keyFile)
         let daemon = try h.startDaemon(
             config: try h.configuration(
                 emailProvider: "webhook",
                 smsProvider: "webhook",
+                extraLinks: extraLinks,
                 http: #""listen": "127.0.0.1:0", "claims_key_file": "\#(keyFile.path)""#
             )
         )
@@ -91,11 +92,11 @@ import Testing
             )
             #expect(Array(report.body.prefix(3)) == [0xEF, 0xBB, 0xBF], "no UTF-8 byte-order mark")
             let lines = Self.text(report).dropFirst().split(separator: "\r\n")
-            #expect(lines.first == "customer_id,email,mobile,reason")
-            #expect(lines.count == 3, "\(lines)")
-            #expect(
-                lines.dropFirst().allSatisfy { $0.hasSuffix("Email: No marketing consent; SMS: No marketing consent") }
-            )
+            #expect(lines.first == "customer_id,email,mobile,channel,reason")
+            // Two customers without consent, each failed on both channels: one row per channel.
+            #expect(lines.count == 5, "\(lines)")
+            #expect(lines.dropFirst().filter { $0.hasSuffix(",email,No marketing consent") }.count == 2)
+            #expect(lines.dropFirst().filter { $0.hasSuffix(",sms,No marketing consent") }.count == 2)
 
             var altered = path
             altered.removeLast()
@@ -130,15 +131,7 @@ import Testing
             ).map { try $0.decode("customer_id") }
             let tokens = ClaimTokenIssuer(key: Data(repeating: 7, count: 32))
             @Sendable func claim(_ body: String, key: String? = Self.claimsKey) throws -> HTTPResponse {
-                try CurlEasyClient().perform(
-                    HTTPRequest(
-                        method: "POST",
-                        url: base + "/claims",
-                        headers: [("Content-Type", "application/json")]
-                            + (key.map { [("Authorization", "Bearer \($0)")] } ?? []),
-                        body: Data(body.utf8)
-                    )
-                )
+                try Self.postClaim(base, body, key: key)
             }
             @Sendable func body(_ customer: Int64, token: Int64? = nil) -> String {
                 #"{"token": "\#(tokens.token(sendID: send, customerID: token ?? customer))", "customer_id": \#(customer)}"#
@@ -177,7 +170,7 @@ import Testing
             #expect(sms.count == 3)
             let rows = try h.db.connection.query(
                 """
-                SELECT customer_id, mobile, sms_segments, encode(sms_link_code, 'hex') AS code
+                SELECT customer_id, mobile, sms_segments, encode(link_code, 'hex') AS code
                 FROM coupond.send_recipients WHERE send_id = \(send) ORDER BY customer_id
                 """
             )
@@ -221,6 +214,75 @@ import Testing
             #expect(try Self.get(base + "/c/" + String(repeating: "0", count: 18)).status == 404)
             #expect(try Self.get(base + "/c/not-a-code").status == 404)
         }
+    }
+
+    @Test func emailsCarryShortLinksWhenAskedAndTheFunnelCountsFirstClicksAndClaimsPerChannel() throws {
+        try EngineHarness.with { h in
+            let (daemon, base) = try Self.startWithEndpoints(h, extraLinks: #", "short_email_links": true"#)
+            defer { _ = daemon.terminate() }
+            let send = try Self.finishedSend(h, members: 3, withoutConsent: 0)
+            let messages = try h.messages()
+            func shortLink(_ channel: String, to address: String) throws -> String {
+                let text =
+                    messages.first { $0["channel"] as? String == channel && $0["to"] as? String == address }?[
+                        "text"
+                    ] as? String ?? ""
+                let path = channel == "email" ? "e" : "c"
+                let found = try #require(
+                    text.range(of: #"https://coupond\.example/\#(path)/[0-9A-Za-z]{18}"#, options: .regularExpression),
+                    "no short link in the \(channel) to \(address): \(text)"
+                )
+                return base + String(text[found].dropFirst("https://coupond.example".count))
+            }
+            let customers = try h.db.connection.query(
+                "SELECT customer_id, email, mobile FROM coupond.send_recipients WHERE send_id = \(send) ORDER BY 1"
+            )
+            let (first, second) = (customers[0], customers[1])
+            let firstID: Int64 = try first.decode("customer_id")
+
+            let emailClick = try Self.get(try shortLink("email", to: try first.decode("email")))
+            #expect(emailClick.status == 302)
+            let location = emailClick.headers["location"] ?? ""
+            let token = ClaimTokenIssuer(key: Data(repeating: 7, count: 32)).token(sendID: send, customerID: firstID)
+            #expect(location.contains("coupon_claim_token=\(token)&") && location.contains("utm_medium=email"))
+            // A second click of the same link, and the SMS links of two customers.
+            #expect(try Self.get(try shortLink("email", to: try first.decode("email"))).status == 302)
+            #expect(try Self.get(try shortLink("sms", to: try first.decode("mobile"))).status == 302)
+            #expect(try Self.get(try shortLink("sms", to: try second.decode("mobile"))).status == 302)
+            let claim = try Self.postClaim(base, #"{"token": "\#(token)", "customer_id": \#(firstID)}"#)
+            #expect(claim.status == 200, "\(Self.text(claim))")
+
+            let activity = try #require(
+                try h.db.connection.queryRow("SELECT * FROM coupond.group_activity WHERE send_id = \(send)")
+            )
+            let counts = try [
+                "email_sent_count", "email_failed_count", "email_clicked_count", "email_claimed_count",
+                "sms_sent_count", "sms_failed_count", "sms_clicked_count", "sms_claimed_count", "claimed_count",
+            ].map { try activity.decode($0, as: Int.self) }
+            #expect(counts == [3, 0, 1, 1, 3, 0, 2, 1, 1])
+            #expect(activity["claimed_percent"] == "33.3")
+
+            let status = try runProduct(
+                "coupond",
+                ["status", "\(send)", "--config", try h.configuration().path],
+                environment: h.db.environment.mapValues { $0 }
+            )
+            #expect(status.stdout.contains("Email       3 sent → 1 clicked (33.3%) → 1 claimed (33.3%); 0 failed"))
+            #expect(status.stdout.contains("SMS         3 sent → 2 clicked (66.7%) → 1 claimed (33.3%); 0 failed"))
+            #expect(status.stdout.contains("Claimed     1"), "\(status.stdout)")
+        }
+    }
+
+    static func postClaim(_ base: String, _ body: String, key: String? = claimsKey) throws -> HTTPResponse {
+        try CurlEasyClient().perform(
+            HTTPRequest(
+                method: "POST",
+                url: base + "/claims",
+                headers: [("Content-Type", "application/json")]
+                    + (key.map { [("Authorization", "Bearer \($0)")] } ?? []),
+                body: Data(body.utf8)
+            )
+        )
     }
 
     @Test func metricsShowTheMessagesTheGatewayRequestsAndTheSendsByStatus() throws {
@@ -267,10 +329,13 @@ import Testing
             let report = try Self.get(link)
             #expect(report.status == 200)
             #expect(report.body.count > 4 * 64 * 1024, "\(report.body.count) bytes")
+            // One row per failed channel: each customer twice, email then SMS.
             let rows = Self.text(report).dropFirst().split(separator: "\r\n").dropFirst()
-            #expect(rows.count == customers)
+            #expect(rows.count == 2 * customers)
             let ids = rows.compactMap { Int64($0.prefix { $0 != "," }) }
             #expect(ids == ids.sorted() && Set(ids).count == customers, "rows missing, repeated or out of order")
+            let channels = rows.map { $0.split(separator: ",", omittingEmptySubsequences: false)[3] }
+            #expect(channels == Array(repeating: ["email", "sms"], count: customers).flatMap { $0 })
         }
     }
 }

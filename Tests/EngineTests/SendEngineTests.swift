@@ -244,6 +244,11 @@ import Testing
             // ids[3] got the email.
             #expect(try row.decode("failed_count", as: Int.self) == 3)
             #expect(try row.decode("sent_count", as: Int.self) == 6)
+            // Per channel, ids[3]'s SMS failed although the customer counts as sent.
+            #expect(try row.decode("email_sent_count", as: Int.self) == 6)
+            #expect(try row.decode("email_failed_count", as: Int.self) == 3)
+            #expect(try row.decode("sms_sent_count", as: Int.self) == 5)
+            #expect(try row.decode("sms_failed_count", as: Int.self) == 4)
             let recipients = try h.messages().compactMap { $0["to"] as? String }
             #expect(!recipients.contains(removedAddress))
 
@@ -265,6 +270,7 @@ import Testing
             // The notice links the report, which lists exactly the failed customers.
             let notice = try #require(try h.messages().first { $0["to"] as? String == "owner@shop.example" })
             let text = try #require(notice["text"] as? String)
+            #expect(text.contains("Email: 6 reached, 3 not reached\nSMS: 5 reached, 4 not reached"), "\(text)")
             let link = try #require(
                 text.split(separator: "\n").first { $0.hasPrefix("https://coupond.example/reports/") }
             )
@@ -275,15 +281,17 @@ import Testing
             )
             #expect(report.status == 0, "\(report.stderr)")
             let lines = report.stdout.split(separator: "\r\n").map(String.init)
-            #expect(lines.first == "customer_id,email,mobile,reason")
-            #expect(lines.count == 4)
+            #expect(lines.first == "customer_id,email,mobile,channel,reason")
+            // One row per failed channel: three customers failed on both, and one reached by email only.
+            #expect(lines.count == 8, "\(lines)")
+            #expect(lines.contains("\(ids[1]),,not-a-number,email,No email address"))
+            #expect(lines.contains("\(ids[1]),,not-a-number,sms,Invalid mobile number"))
+            #expect(lines.contains { $0.hasPrefix("\(ids[3]),") && $0.hasSuffix(",sms,No marketing consent") })
+            #expect(!lines.contains { $0.hasPrefix("\(ids[3]),") && $0.contains(",email,") })
             #expect(
                 lines.contains {
-                    $0.hasPrefix("\(ids[1]),,not-a-number,Email: No email address; SMS: Invalid mobile number")
+                    $0.hasPrefix("\(ids[4]),\(refusedAddress),") && $0.hasSuffix(",email,Refused by the gateway")
                 }
-            )
-            #expect(
-                lines.contains { $0.hasPrefix("\(ids[4]),\(refusedAddress),") && $0.contains("Refused by the gateway") }
             )
 
             // Altered or expired links are refused.

@@ -75,9 +75,11 @@ import Testing
             #expect(try row.decode("failed_count", as: Int.self) == unconfirmed)
             #expect(try row.decode("sent_count", as: Int.self) == customers - unconfirmed)
             var reasons: [String] = []
-            try FailureReport.rows(sendID: send, on: h.db.connection) { reasons.append($0[3] ?? "") }
+            try FailureReport.rows(sendID: send, on: h.db.connection) {
+                reasons.append(($0[3] ?? "") + ": " + ($0[4] ?? ""))
+            }
             #expect(reasons.count == unconfirmed)
-            #expect(reasons.allSatisfy { $0.hasPrefix("Email: Delivery unconfirmed") }, "\(reasons.prefix(3))")
+            #expect(reasons.allSatisfy { $0.hasPrefix("email: Delivery unconfirmed") }, "\(reasons.prefix(3))")
         }
     }
 

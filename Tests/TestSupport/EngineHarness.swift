@@ -65,6 +65,7 @@ public final class EngineHarness {
         extraEngine: String = "",
         extraEmail: String = "",
         extraSMS: String = "",
+        extraLinks: String = "",
         http: String? = nil
     ) throws -> URL {
         let emailURL = emailProvider == "sendgrid" ? "\(simulatorURL)/v3/mail/send" : "\(simulatorURL)/webhook/email"
@@ -81,7 +82,7 @@ public final class EngineHarness {
                        "from": "+15005550006", "credential_file": "\(token)", "price_per_segment": "0.05",
                        "timeout_seconds": \(timeoutSeconds), "reconcile_after_seconds": 0.3\(attempts)\(extraSMS) },
               "links": { "public_base_url": "https://coupond.example", "claim_key_file": "\(folder.path)/claim-key",
-                         "report_key_file": "\(folder.path)/report-key" }\(http.map { ",\n  \"http\": { \($0) }" } ?? "")
+                         "report_key_file": "\(folder.path)/report-key"\(extraLinks) }\(http.map { ",\n  \"http\": { \($0) }" } ?? "")
             }
             """
         let url = folder.appendingPathComponent("coupond-\(UUID().uuidString.prefix(6)).json")
