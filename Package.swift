@@ -11,7 +11,9 @@ let package = Package(
     name: "coupond",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "coupond", targets: ["coupond"])
+        .executable(name: "coupond", targets: ["coupond"]),
+        // The gateway simulator, for tests, the demo and benchmarks; not part of what is installed.
+        .executable(name: "coupond-gateway-sim", targets: ["coupond-gateway-sim"]),
     ],
     dependencies: [
         // Command tree, validation errors and exit codes.
@@ -132,13 +134,17 @@ let package = Package(
                 "Curl",
                 "Signing",
                 "Systemd",
-                "GatewaySimulator",
                 "HTTPEndpoints",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "coupond-gateway-sim",
+            dependencies: ["GatewaySimulator", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -186,7 +192,9 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["coupond", "Curl", "Messages", "Postgres", "Signing", "Storage", "TestSupport"],
+            dependencies: [
+                "coupond", "coupond-gateway-sim", "Curl", "Messages", "Postgres", "Signing", "Storage", "TestSupport",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -16,6 +16,7 @@ import time
 import urllib.request
 
 COUPOND = os.environ["COUPOND_BIN"]
+SIMULATOR = os.path.join(os.path.dirname(COUPOND), "coupond-gateway-sim")
 PG_BINDIR = os.environ["COUPOND_PG_BINDIR"]
 PG_DIR = os.environ["COUPOND_PG_DIR"]
 PG_RUNAS = os.environ.get("COUPOND_PG_RUNAS", "").split()
@@ -75,7 +76,7 @@ class Scenario:
         plan = {"non_idempotent": True, **faults}
         self.sim_log = open(os.path.join(self.folder, "simulator.log"), "w")
         self.simulator = subprocess.Popen(
-            [COUPOND, "gateway-sim", "--faults", json.dumps(plan)],
+            [SIMULATOR, "--faults", json.dumps(plan)],
             stdout=subprocess.PIPE, stderr=self.sim_log, text=True)
         line = self.simulator.stdout.readline()
         if not line.startswith("listening on "):

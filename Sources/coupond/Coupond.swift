@@ -23,7 +23,6 @@ struct Coupond: ParsableCommand {
             PreviewCommand.self,
             ReportCommand.self,
             ClaimCommand.self,
-            GatewaySimCommand.self,
         ]
     )
 }

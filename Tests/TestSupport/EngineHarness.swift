@@ -33,9 +33,9 @@ public final class EngineHarness {
         self.db = db
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("coupond-engine-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        var arguments = ["gateway-sim"]
+        var arguments: [String] = []
         if let faults { arguments += ["--faults", faults] }
-        simulator = try ChildProcess("coupond", arguments, folder: folder)
+        simulator = try ChildProcess("coupond-gateway-sim", arguments, folder: folder)
         guard let output = simulator.waitForOutput("listening on "),
             let line = output.split(separator: "\n").first(where: { $0.hasPrefix("listening on ") })
         else { throw HarnessError("gateway simulator did not start: \(simulator.stderr)") }

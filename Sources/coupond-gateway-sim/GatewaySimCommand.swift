@@ -3,9 +3,11 @@ import Dispatch
 import Foundation
 import GatewaySimulator
 
+/// The gateway simulator's own executable: a test tool, kept out of the production daemon's binary.
+@main
 struct GatewaySimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "gateway-sim",
+        commandName: "coupond-gateway-sim",
         abstract:
             "Runs the gateway simulator: the email and SMS APIs Coupond speaks, on loopback, with fault injection.",
         discussion: """
@@ -32,7 +34,13 @@ struct GatewaySimCommand: ParsableCommand {
         let simulator = try GatewaySimulator(host: host, port: Int(port), faults: plan)
         FileHandle.standardOutput.write(Data("listening on http://\(host):\(simulator.port)\n".utf8))
         let stop = DispatchSemaphore(value: 0)
-        let signals = Daemon.handleSignals { _ in stop.signal() }
+        let signals = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            return source
+        }
         defer { signals.forEach { $0.cancel() } }
         stop.wait()
         simulator.stop()
