@@ -123,21 +123,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The composition root of `coupond run` and the configuration, which tests import.
+        .target(
+            name: "CoupondDaemon",
+            dependencies: [
+                "Storage", "Messages", "Postgres", "Engine", "Delivery", "Curl", "Signing", "Systemd", "HTTPEndpoints",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The command line: argument parsing and the output of each command.
         .executableTarget(
             name: "coupond",
             dependencies: [
-                "Storage",
-                "Messages",
-                "Postgres",
-                "Engine",
-                "Delivery",
-                "Curl",
-                "Signing",
-                "Systemd",
-                "HTTPEndpoints",
+                "CoupondDaemon", "Storage", "Messages", "Postgres", "Signing", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -195,6 +197,11 @@ let package = Package(
             dependencies: [
                 "coupond", "coupond-gateway-sim", "Curl", "Messages", "Postgres", "Signing", "Storage", "TestSupport",
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CoupondDaemonTests",
+            dependencies: ["CoupondDaemon", "Messages", "Postgres", "Storage"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

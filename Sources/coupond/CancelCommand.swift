@@ -1,4 +1,5 @@
 import ArgumentParser
+import CoupondDaemon
 import Postgres
 import Storage
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CoupondDaemon
 
 @main
 struct Coupond: ParsableCommand {

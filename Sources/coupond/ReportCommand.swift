@@ -1,4 +1,5 @@
 import ArgumentParser
+import CoupondDaemon
 import Foundation
 import Postgres
 import Signing
