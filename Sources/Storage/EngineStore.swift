@@ -17,6 +17,8 @@ public struct ClaimedSend: Sendable {
     public var attempts: Int = 1
     /// `sends.lease_owner` while this claim holds the lease: `<instance>#<attempts>`.
     public var leaseHolder: String = ""
+    /// The earlier send whose failed customers this one retries (`sends.retry_of`), or `nil`.
+    public var retryOf: Int64?
 }
 
 /// How the start of a send went (rule 4).
@@ -233,7 +235,8 @@ public struct EngineStore {
                 recipientCount: try row.decode("recipient_count", as: Int?.self),
                 noticeStatus: try row.decode("notice_status", as: NoticeStatus?.self),
                 attempts: try row.decode("attempts", as: Int.self) + 1,
-                leaseHolder: "\(owner)#\(try row.decode("attempts", as: Int.self) + 1)"
+                leaseHolder: "\(owner)#\(try row.decode("attempts", as: Int.self) + 1)",
+                retryOf: try row.decode("retry_of", as: Int64?.self)
             )
         }
     }

@@ -61,35 +61,51 @@ public struct RecipientStore {
         try connection.transaction {
             let rows = try connection.query(
                 """
-                WITH written AS (
+                -- The part's members first, along the group's index, then their customer rows one by one:
+                -- joined the other way round, each part read the customers from the first id on.
+                WITH page AS (
+                    SELECT customer_id FROM coupond.group_members
+                    WHERE group_id = \(send.groupID) AND removed_at IS NULL AND customer_id > \(customerID)
+                    ORDER BY customer_id
+                    LIMIT \(limit)
+                ),
+                -- The channels each member gets: the send's, or, for a retry, those of them that failed the member
+                -- in the earlier send (for the retry's reasons). A plain send's retry lookup is planned away.
+                candidates AS (
+                    SELECT c.id, c.name, c.email, c.mobile, c.email_consent, c.sms_consent,
+                        \(send.email) AND (\(send.retryOf)::bigint IS NULL OR coalesce(retry.email, false)) AS use_email,
+                        \(send.sms) AND (\(send.retryOf)::bigint IS NULL OR coalesce(retry.sms, false)) AS use_sms
+                    FROM page m
+                    JOIN coupond.customers c ON c.id = m.customer_id AND c.id > \(customerID)
+                    LEFT JOIN LATERAL (
+                        SELECT coupond.retried(f.email_status, f.email_error, s.retry_reasons) AS email,
+                               coupond.retried(f.sms_status, f.sms_error, s.retry_reasons) AS sms
+                        FROM coupond.send_recipients f JOIN coupond.sends s ON s.id = \(send.id)
+                        WHERE f.send_id = \(send.retryOf)::bigint AND f.customer_id = m.customer_id
+                    ) AS retry ON true
+                ),
+                written AS (
                     INSERT INTO coupond.send_recipients
                         (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error,
                          link_code)
                     -- Who can be reached on which channel is coupond.email_unreachable and sms_unreachable's to
                     -- say, as for the preview's estimate.
                     SELECT \(send.id), c.id, c.name, c.email, c.mobile,
-                        CASE WHEN NOT \(send.email) THEN NULL
+                        CASE WHEN NOT c.use_email THEN NULL
                              WHEN coupond.email_unreachable(c.email, c.email_consent) IS NULL THEN 'pending'
                              ELSE 'failed' END,
-                        CASE WHEN \(send.email) THEN coupond.email_unreachable(c.email, c.email_consent) END,
-                        CASE WHEN NOT \(send.sms) THEN NULL
+                        CASE WHEN c.use_email THEN coupond.email_unreachable(c.email, c.email_consent) END,
+                        CASE WHEN NOT c.use_sms THEN NULL
                              WHEN coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL THEN 'pending'
                              ELSE 'failed' END,
-                        CASE WHEN \(send.sms) THEN coupond.sms_unreachable(c.mobile, c.sms_consent) END,
-                        CASE WHEN (\(send.sms && shortSMSLinks)
+                        CASE WHEN c.use_sms THEN coupond.sms_unreachable(c.mobile, c.sms_consent) END,
+                        CASE WHEN (c.use_sms AND \(shortSMSLinks)
                                    AND coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL)
-                               OR (\(send.email && shortEmailLinks)
+                               OR (c.use_email AND \(shortEmailLinks)
                                    AND coupond.email_unreachable(c.email, c.email_consent) IS NULL)
                              THEN coupond.new_link_code() END
-                    -- The part's members first, along the group's index, then their customer rows one by one:
-                    -- joined the other way round, each part read the customers from the first id on.
-                    FROM (
-                        SELECT customer_id FROM coupond.group_members
-                        WHERE group_id = \(send.groupID) AND removed_at IS NULL AND customer_id > \(customerID)
-                        ORDER BY customer_id
-                        LIMIT \(limit)
-                    ) AS m
-                    JOIN coupond.customers c ON c.id = m.customer_id AND c.id > \(customerID)
+                    FROM candidates c
+                    WHERE c.use_email OR c.use_sms
                     RETURNING customer_id, name, email, mobile, email_status, sms_status, link_code
                 ),
                 -- Customers no channel can reach are final at once; the others count when their outcome is.
@@ -99,8 +115,8 @@ public struct RecipientStore {
                 ),
                 moved AS (
                     UPDATE coupond.sends SET
-                        recipients_after = CASE WHEN (SELECT count(*) FROM written) < \(limit) THEN NULL
-                                                ELSE (SELECT max(customer_id) FROM written) END,
+                        recipients_after = CASE WHEN (SELECT count(*) FROM page) < \(limit) THEN NULL
+                                                ELSE (SELECT max(customer_id) FROM page) END,
                         failed_count = failed_count + (SELECT count(*) FROM unreached),
                         email_failed_count = email_failed_count
                             + (SELECT count(*) FROM unreached WHERE email_status = 'failed'),

@@ -63,6 +63,9 @@ public struct SendSummary: Sendable, Codable, Equatable {
     public var smsFunnel: ChannelFunnel?
     /// Customers of the send who claimed the coupon through its link.
     public var claimedCount: Int
+    /// The earlier send whose failed customers this send retries, and the failure reasons it retries (`nil`: all).
+    public var retryOf: Int64?
+    public var retryReasons: [String]?
 
     init(row: PostgresRow) throws {
         sendID = try row.decode("send_id")
@@ -94,6 +97,11 @@ public struct SendSummary: Sendable, Codable, Equatable {
         emailFunnel = try ChannelFunnel(row: row, channel: "email")
         smsFunnel = try ChannelFunnel(row: row, channel: "sms")
         claimedCount = try row.decode("claimed_count")
+        retryOf = try row.decode("retry_of", as: Int64?.self)
+        // A text[] of reason names, which hold neither commas nor quotes: `{retries_exhausted,no_consent}`.
+        retryReasons = try row.decode("retry_reasons", as: String?.self).map {
+            $0.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").map(String.init)
+        }
     }
 }
 
@@ -177,6 +185,37 @@ public struct SendStore {
         let id: Int64
         do {
             guard let row = try connection.queryRow(insert) else { throw StorageError("INSERT returned no row") }
+            id = try row.decode("id")
+        } catch let error as PostgresError {
+            throw SendRefusal(error) ?? error
+        }
+        guard let send = try send(id: id) else { throw StorageError("send \(id) vanished after it was scheduled") }
+        return send
+    }
+
+    /// Schedules a send of `sendID`'s coupon to the customers it failed (through `coupond.retry_failed`): on
+    /// `channels` (`nil`: every channel that failed someone) and for `reasons` (`nil`: every reason).
+    ///
+    /// - Throws: ``SendRefusal`` naming the rule: `retry_of_exists`, `retry_of_done`, `retry_channels_used`,
+    ///   `retry_has_failures`, and the rules of any send (`sends_scheduled_on_the_hour`, `sends_scheduled_2h_ahead`, ...).
+    public func retry(sendID: Int64, time: ScheduledTime, channels: [String]?, reasons: [String]?) throws
+        -> SendSummary
+    {
+        let scheduledAt: PostgresQuery
+        switch time {
+        case .instant(let date):
+            scheduledAt = "\(date)::timestamptz"
+        case .shopLocal(let text):
+            scheduledAt =
+                "coupond.shop_hour((SELECT shop_id FROM coupond.sends WHERE id = \(sendID)), \(text)::timestamp)"
+        }
+        let call: PostgresQuery = """
+            SELECT coupond.retry_failed(\(sendID), \(subquery: scheduledAt), \(channels)::text[], \(reasons)::text[])
+                AS id
+            """
+        let id: Int64
+        do {
+            guard let row = try connection.queryRow(call) else { throw StorageError("retry_failed returned no row") }
             id = try row.decode("id")
         } catch let error as PostgresError {
             throw SendRefusal(error) ?? error

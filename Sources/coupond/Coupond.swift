@@ -20,6 +20,7 @@ struct Coupond: ParsableCommand {
             MigrateCommand.self,
             ScheduleCommand.self,
             CancelCommand.self,
+            RetryCommand.self,
             StatusCommand.self,
             PreviewCommand.self,
             ReportCommand.self,

@@ -58,6 +58,7 @@ enum OutputFormat {
             ("Group", "\(send.groupID)" + (send.groupName.map { " (\($0))" } ?? "")),
             ("Coupon", "\(send.couponID)" + (send.couponTitle.map { " (\($0))" } ?? "")),
             ("Channels", channels(send)),
+            ("Retries", retried(send)),
             ("Scheduled", shopTime(send.scheduledAt, send.timeZone) + " (\(send.timeZone))"),
             ("Created", shopTime(send.createdAt, send.timeZone)),
         ]
@@ -80,9 +81,19 @@ enum OutputFormat {
         if send.sms && send.smsSegments > 0 {
             lines.append(("SMS cost", "\(send.smsSegments) segments, \(send.smsCost) \(send.currency)"))
         }
+        lines.removeAll { $0.1.isEmpty }
         let width = lines.map(\.0.count).max() ?? 0
         return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }
             .joined(separator: "\n")
+    }
+
+    /// What a retry retries, for example `the failed customers of send 42 (retries exhausted)`; empty otherwise.
+    static func retried(_ send: SendSummary) -> String {
+        guard let earlier = send.retryOf else { return "" }
+        let reasons = send.retryReasons.map { names in
+            " (" + names.map { $0.replacingOccurrences(of: "_", with: " ") }.joined(separator: ", ") + ")"
+        }
+        return "the failed customers of send \(earlier)" + (reasons ?? "")
     }
 
     /// A channel's funnel, for example `4900 sent → 310 clicked (6.3%) → 95 claimed (1.9%); 100 failed`.
