@@ -74,9 +74,11 @@ public struct Daemon: Sendable {
         }
         let templates: MessageTemplates
         let notices: NoticeTemplates
+        let warnings: CouponWarningTemplates
         do {
             templates = try MessageTemplates(directory: configuration.templatesDirectory)
             notices = try NoticeTemplates(directory: configuration.templatesDirectory)
+            warnings = try CouponWarningTemplates(directory: configuration.templatesDirectory)
         } catch let error as TemplateError {
             throw ConfigurationError(setting: "paths.templates", reason: "is unusable: \(error)")
         }
@@ -137,6 +139,7 @@ public struct Daemon: Sendable {
             sms: sms,
             templates: templates,
             notices: notices,
+            warnings: warnings,
             tokens: ClaimTokenIssuer(key: claimKey),
             reportLinks: reportLinks,
             stopDelivery: { driver.shutdown() }

@@ -17,6 +17,8 @@ public struct EngineDependencies: Sendable {
     public var sms: GatewayDispatcher?
     public var templates: MessageTemplates
     public var notices: NoticeTemplates
+    /// The coupon watch's warning to a merchant whose scheduled send would fail.
+    public var warnings: CouponWarningTemplates
     public var tokens: ClaimTokenIssuer
     /// Signs failure-report links for the merchant notice; without it the notice has no link.
     public var reportLinks: ReportLinkSigner?
@@ -29,6 +31,7 @@ public struct EngineDependencies: Sendable {
         sms: GatewayDispatcher?,
         templates: MessageTemplates,
         notices: NoticeTemplates,
+        warnings: CouponWarningTemplates,
         tokens: ClaimTokenIssuer,
         reportLinks: ReportLinkSigner?,
         stopDelivery: @escaping @Sendable () -> Void
@@ -38,6 +41,7 @@ public struct EngineDependencies: Sendable {
         self.sms = sms
         self.templates = templates
         self.notices = notices
+        self.warnings = warnings
         self.tokens = tokens
         self.reportLinks = reportLinks
         self.stopDelivery = stopDelivery
@@ -91,6 +95,10 @@ public final class Engine: Sendable {
     /// Runs until `stop` is requested, then lets the workers finish their batch and give their sends back.
     public func run(stop: StopSignal) {
         logger.info("engine started")
+        let watch = CouponWatch(settings: settings, dependencies: dependencies, logger: logger)
+        let watchThread = Thread { watch.run(stop: stop) }
+        watchThread.name = "coupon-watch"
+        watchThread.start()
         var connection: PostgresConnection?
         var nextPoll = Date.distantPast
         var reconnectDelay = 0.5

@@ -74,25 +74,42 @@ public struct NoticeChannel: Sendable {
 
 /// The merchant notice's templates: `notice_subject.mustache`, `notice.html.mustache`, `notice.txt.mustache`.
 public struct NoticeTemplates: Sendable {
-    public static let fileNames = ["notice_subject.mustache", "notice.html.mustache", "notice.txt.mustache"]
+    public static let fileNames = EmailTemplateFiles.fileNames("notice")
+
+    private let files: EmailTemplateFiles
+
+    /// - Throws: ``TemplateError`` naming a missing or unparsable file.
+    public init(directory: URL) throws {
+        files = try EmailTemplateFiles(directory: directory, name: "notice")
+    }
+
+    /// Renders the notice as email content: subject, HTML and text.
+    public func render(_ context: NoticeContext) -> (subject: String, html: String, text: String) {
+        files.render(context.values)
+    }
+}
+
+/// The three templates of one email to the merchant: `<name>_subject.mustache`, `<name>.html.mustache` and
+/// `<name>.txt.mustache`.
+struct EmailTemplateFiles: Sendable {
+    static func fileNames(_ name: String) -> [String] {
+        ["\(name)_subject.mustache", "\(name).html.mustache", "\(name).txt.mustache"]
+    }
 
     private let subject: MustacheTemplate
     private let html: MustacheTemplate
     private let text: MustacheTemplate
 
-    /// - Throws: ``TemplateError`` naming a missing or unparsable file.
-    public init(directory: URL) throws {
-        subject = try TemplateLoader.load(directory, "notice_subject.mustache", plainText: true)
-        html = try TemplateLoader.load(directory, "notice.html.mustache", plainText: false)
-        text = try TemplateLoader.load(directory, "notice.txt.mustache", plainText: true)
+    init(directory: URL, name: String) throws {
+        let names = Self.fileNames(name)
+        subject = try TemplateLoader.load(directory, names[0], plainText: true)
+        html = try TemplateLoader.load(directory, names[1], plainText: false)
+        text = try TemplateLoader.load(directory, names[2], plainText: true)
     }
 
-    /// Renders the notice as email content: subject, HTML and text.
-    public func render(_ context: NoticeContext) -> (subject: String, html: String, text: String) {
-        let values = context.values
-        return (
-            subject.render(values).trimmingCharacters(in: .whitespacesAndNewlines),
-            html.render(values),
+    func render(_ values: [String: Any]) -> (subject: String, html: String, text: String) {
+        (
+            subject.render(values).trimmingCharacters(in: .whitespacesAndNewlines), html.render(values),
             text.render(values)
         )
     }

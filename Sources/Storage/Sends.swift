@@ -66,6 +66,12 @@ public struct SendSummary: Sendable, Codable, Equatable {
     /// The earlier send whose failed customers this send retries, and the failure reasons it retries (`nil`: all).
     public var retryOf: Int64?
     public var retryReasons: [String]?
+    /// The coupon watch's last warning to the merchant (the problem that would fail the send at its hour, and what to
+    /// do), when it was emailed, and the last moment the send can be cancelled.
+    public var warning: String?
+    public var warningHint: String?
+    public var warnedAt: Date?
+    public var cancelUntil: Date
 
     init(row: PostgresRow) throws {
         sendID = try row.decode("send_id")
@@ -98,6 +104,10 @@ public struct SendSummary: Sendable, Codable, Equatable {
         smsFunnel = try ChannelFunnel(row: row, channel: "sms")
         claimedCount = try row.decode("claimed_count")
         retryOf = try row.decode("retry_of", as: Int64?.self)
+        warning = try row.decode("warning", as: String?.self)
+        warningHint = try row.decode("warning_hint", as: String?.self)
+        warnedAt = try row.decode("warned_at", as: Date?.self)
+        cancelUntil = try row.decode("cancel_until")
         // A text[] of reason names, which hold neither commas nor quotes: `{retries_exhausted,no_consent}`.
         retryReasons = try row.decode("retry_reasons", as: String?.self).map {
             $0.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").map(String.init)

@@ -62,6 +62,10 @@ enum OutputFormat {
             ("Scheduled", shopTime(send.scheduledAt, send.timeZone) + " (\(send.timeZone))"),
             ("Created", shopTime(send.createdAt, send.timeZone)),
         ]
+        if let warning = send.warning, send.status == .notStarted {
+            let when = send.warnedAt.map { "warned " + shopTime($0, send.timeZone) } ?? "warning the merchant"
+            lines.append(("Warning", "\(warning) (\(when)); cancel until \(shopTime(send.cancelUntil, send.timeZone))"))
+        }
         if send.startedAt != nil { lines.append(("Started", shopTime(send.startedAt, send.timeZone))) }
         if send.finishedAt != nil { lines.append(("Finished", shopTime(send.finishedAt, send.timeZone))) }
         if let recipients = send.recipientCount { lines.append(("Recipients", "\(recipients)")) }
