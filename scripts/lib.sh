@@ -4,7 +4,7 @@
 # Installs the Debian packages the build and the tests need, when any is missing.
 coupond_install_packages() {
     local missing=()
-    for package in postgresql libpq-dev libcurl4-openssl-dev pkg-config curl tmux; do
+    for package in postgresql libpq-dev libcurl4-openssl-dev pkg-config curl tmux python3-aiosmtpd; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return 0

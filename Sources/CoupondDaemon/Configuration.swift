@@ -31,6 +31,9 @@ public struct Configuration: Sendable, Decodable {
         public var onUnknown = "skip"
         /// Seconds between an unanswered request and the lookup of its message in the provider's records (Twilio).
         public var reconcileAfter = 10.0
+        /// SMTP only (`email.smtp_starttls`): `required` (an `smtp://` server must offer STARTTLS) or `off` (plain
+        /// text, for a relay on loopback).
+        public var smtpStartTLS = "required"
         /// Failures in a row (no connection, timeout, 5xx) after which the gateway's requests wait for it.
         public var breakerFailures = 10
 
@@ -157,6 +160,7 @@ public struct Configuration: Sendable, Decodable {
         try file.section("email") { email in
             try self.email.read(from: &email)
             try email.read("recipients_per_request", into: &self.email.recipientsPerRequest, .count)
+            try email.read("smtp_starttls", into: &self.email.smtpStartTLS)
         }
         try file.section("sms") { sms in
             try self.sms.read(from: &sms)

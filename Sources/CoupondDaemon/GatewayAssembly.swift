@@ -13,8 +13,14 @@ extension Daemon {
         logger: Logger
     ) throws -> GatewayDispatcher? {
         guard let url = gateway.url else { return nil }
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw ConfigurationError(setting: "\(channel).url", reason: "must be an http(s) URL")
+        if gateway.provider == "smtp" {
+            guard SMTPGateway.isSMTPURL(url) else {
+                throw ConfigurationError(setting: "\(channel).url", reason: "must be an smtp:// or smtps:// URL")
+            }
+        } else {
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                throw ConfigurationError(setting: "\(channel).url", reason: "must be an http(s) URL")
+            }
         }
         guard let from = gateway.from, !from.isEmpty else {
             throw ConfigurationError(setting: "\(channel).from", reason: "is required with \(channel).url")
@@ -40,6 +46,11 @@ extension Daemon {
         switch (channel, gateway.provider) {
         case ("email", "webhook"): api = WebhookEmailGateway(endpoint: endpoint)
         case ("email", "sendgrid"): api = SendGridGateway(endpoint: endpoint)
+        case ("email", "smtp"):
+            guard ["required", "off"].contains(gateway.smtpStartTLS) else {
+                throw ConfigurationError(setting: "email.smtp_starttls", reason: "must be required or off")
+            }
+            api = SMTPGateway(endpoint: endpoint, requireTLS: gateway.smtpStartTLS == "required")
         case ("sms", "webhook"): api = WebhookSMSGateway(endpoint: endpoint)
         case ("sms", "twilio"):
             guard let sid = gateway.accountSID, !sid.isEmpty else {
@@ -53,7 +64,7 @@ extension Daemon {
             }
             api = TwilioGateway(endpoint: endpoint, accountSID: sid)
         default:
-            let known = channel == "email" ? "webhook or sendgrid" : "webhook or twilio"
+            let known = channel == "email" ? "webhook, sendgrid or smtp" : "webhook or twilio"
             throw ConfigurationError(
                 setting: "\(channel).provider",
                 reason: "must be \(known), not \"\(gateway.provider)\""

@@ -18,6 +18,7 @@ final class CurlHandle {
     let box = ResponseBox()
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var mailRecipients: UnsafeMutablePointer<curl_slist>?
     /// The request body: `CURLOPT_POSTFIELDS` points into it for a ``HTTPRequest/repeatable`` request, and the read
     /// callback hands it to libcurl otherwise.
     ///
@@ -35,6 +36,7 @@ final class CurlHandle {
         var method = "GET"
         var connectTimeout = -1.0
         var totalTimeout = -1.0
+        var mail = false
     }
 
     /// The most body buffer a handle keeps between requests, beyond what the current one needs.
@@ -52,7 +54,7 @@ final class CurlHandle {
             ccurl_easy_setopt_ptr(raw, CURLOPT_ERRORBUFFER, errorBuffer),
             // Signals would interrupt other threads' work; timeouts work without them with the threaded resolver.
             ccurl_easy_setopt_long(raw, CURLOPT_NOSIGNAL, 1),
-            "http,https".withCString { ccurl_easy_setopt_ptr(raw, CURLOPT_PROTOCOLS_STR, $0) },
+            "http,https,smtp,smtps".withCString { ccurl_easy_setopt_ptr(raw, CURLOPT_PROTOCOLS_STR, $0) },
             ccurl_easy_setopt_write_callback(raw, CURLOPT_WRITEFUNCTION, curlWriteBody),
             ccurl_easy_setopt_ptr(raw, CURLOPT_WRITEDATA, userdata),
             ccurl_easy_setopt_write_callback(raw, CURLOPT_HEADERFUNCTION, curlWriteHeader),
@@ -67,6 +69,7 @@ final class CurlHandle {
     deinit {
         curl_easy_cleanup(raw)
         curl_slist_free_all(headerList)
+        curl_slist_free_all(mailRecipients)
         errorBuffer.deallocate()
         body.deallocate()
     }
@@ -97,6 +100,19 @@ final class CurlHandle {
         if request.totalTimeout != current.totalTimeout {
             try set(CURLOPT_TIMEOUT_MS, Int(request.totalTimeout * 1000))
             current.totalTimeout = request.totalTimeout
+        }
+        if let mail = request.mail {
+            try prepareMail(mail, body: request.body ?? Data())
+            return
+        }
+        if current.mail {
+            try set(CURLOPT_UPLOAD, 0)
+            try set(CURLOPT_MAIL_RCPT, pointer: nil)
+            try set(CURLOPT_USERNAME, pointer: nil)
+            try set(CURLOPT_PASSWORD, pointer: nil)
+            try set(CURLOPT_USE_SSL, Int(CURLUSESSL_NONE.rawValue))
+            current.mail = false
+            current.method = ""
         }
         if let data = request.body {
             // A handle that once carried a batch of a thousand emails would otherwise keep its half a megabyte for
@@ -129,8 +145,40 @@ final class CurlHandle {
         }
     }
 
+    /// Sets up an SMTP submission: the envelope, TLS, credentials, and the message through the read callback (which
+    /// cannot be rewound: a mail server does not drop a repeated message).
+    private func prepareMail(_ mail: MailEnvelope, body data: Data) throws {
+        current.mail = true
+        current.method = ""
+        try set(CURLOPT_MAIL_FROM, string: "<\(mail.from)>")
+        curl_slist_free_all(mailRecipients)
+        mailRecipients = nil
+        for recipient in mail.recipients { mailRecipients = curl_slist_append(mailRecipients, "<\(recipient)>") }
+        try set(CURLOPT_MAIL_RCPT, pointer: mailRecipients)
+        try set(CURLOPT_USE_SSL, Int((mail.requireTLS ? CURLUSESSL_ALL : CURLUSESSL_NONE).rawValue))
+        if let username = mail.username { try set(CURLOPT_USERNAME, string: username) }
+        if let password = mail.password { try set(CURLOPT_PASSWORD, string: password) }
+        if data.count > body.count || body.count > max(Self.bodyBytesKept, data.count * 4) {
+            body.deallocate()
+            body = .allocate(byteCount: max(data.count, 4096), alignment: 1)
+        }
+        data.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: body[..<data.count]))
+        box.upload = UnsafeRawBufferPointer(rebasing: body[..<data.count])
+        try set(CURLOPT_UPLOAD, 1)
+        try check(ccurl_easy_setopt_off_t(raw, CURLOPT_INFILESIZE_LARGE, curl_off_t(data.count)))
+    }
+
     /// The response, or the error `code` stands for.
     func result(_ code: CURLcode) -> Result<HTTPResponse, CurlError> {
+        // A mail server's refusal (4xx or 5xx to MAIL, RCPT or the message) ends the transfer with an error code, yet
+        // it is an answer: the message was not taken, and the reply code says whether to try again.
+        if code != CURLE_OK, current.mail {
+            var reply = 0
+            if ccurl_easy_getinfo_long(raw, CURLINFO_RESPONSE_CODE, &reply) == CURLE_OK, reply >= 400 {
+                let detail = Data(String(cString: errorBuffer).utf8)
+                return .success(HTTPResponse(status: reply, headers: [:], body: detail))
+            }
+        }
         guard code == CURLE_OK else {
             var failure = error(code, "perform")
             // A failed rewind means libcurl wanted to send the body a second time: the first went out.

@@ -14,6 +14,9 @@ public struct HTTPRequest: Sendable {
     /// it again by itself when a reused connection closed before the answer; a request a repeat would duplicate is
     /// never sent twice by libcurl, and a failure says whether its body started (``CurlError/requestSent``).
     public var repeatable = true
+    /// With an `smtp://` or `smtps://` URL: the envelope of a message submitted over SMTP. The body is then the whole
+    /// RFC 5322 message, and the response's status is the server's last reply code (250 when it took the message).
+    public var mail: MailEnvelope?
 
     public init(
         method: String = "GET",
@@ -29,6 +32,25 @@ public struct HTTPRequest: Sendable {
         self.body = body
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
+    }
+}
+
+/// The SMTP envelope of a ``HTTPRequest`` to a mail server.
+public struct MailEnvelope: Sendable {
+    public var from: String
+    public var recipients: [String]
+    public var username: String?
+    public var password: String?
+    /// Whether an `smtp://` server must switch to TLS (STARTTLS) before anything else is sent; `smtps://` is TLS
+    /// from the start.
+    public var requireTLS: Bool
+
+    public init(from: String, recipients: [String], username: String?, password: String?, requireTLS: Bool) {
+        self.from = from
+        self.recipients = recipients
+        self.username = username
+        self.password = password
+        self.requireTLS = requireTLS
     }
 }
 

@@ -64,6 +64,7 @@ struct ConfigurationTests {
         // Each channel has only its own settings.
         (#"{"email": {"account_sid": "AC1"}}"#, "email.account_sid is not a known setting"),
         (#"{"sms": {"recipients_per_request": 2}}"#, "sms.recipients_per_request is not a known setting"),
+        (#"{"sms": {"smtp_starttls": "off"}}"#, "sms.smtp_starttls is not a known setting"),
     ])
     func anUnknownSettingIsRefusedByItsName(json: String, message: String) {
         #expect(Self.refusal(json)?.contains(message) == true, "\(Self.refusal(json) ?? "accepted")")

@@ -6,14 +6,22 @@ public final class ChildProcess {
     public let stdoutURL: URL
     public let stderrURL: URL
 
-    /// Starts `name` with `arguments`; environment values of `nil` remove a variable.
-    public init(_ name: String, _ arguments: [String], environment: [String: String?] = [:], folder: URL) throws {
+    /// Starts the built product `name` with `arguments`; environment values of `nil` remove a variable.
+    public convenience init(_ name: String, _ arguments: [String], environment: [String: String?] = [:], folder: URL)
+        throws
+    {
+        try self.init(executable: builtProduct(name), arguments, environment: environment, folder: folder)
+    }
+
+    /// Starts the program at `executable` (a test tool such as `scripts/smtp-sink.py`) with `arguments`.
+    public init(executable: URL, _ arguments: [String], environment: [String: String?] = [:], folder: URL) throws {
         let tag = UUID().uuidString.prefix(8)
+        let name = executable.lastPathComponent
         stdoutURL = folder.appendingPathComponent("\(name)-\(tag).out")
         stderrURL = folder.appendingPathComponent("\(name)-\(tag).err")
         _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        process.executableURL = builtProduct(name)
+        process.executableURL = executable
         process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
         for (key, value) in environment { merged[key] = value }

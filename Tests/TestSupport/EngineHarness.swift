@@ -66,9 +66,13 @@ public final class EngineHarness {
         extraEmail: String = "",
         extraSMS: String = "",
         extraLinks: String = "",
-        http: String? = nil
+        http: String? = nil,
+        emailURL: String? = nil,
+        emailCredentialFile: String? = nil
     ) throws -> URL {
-        let emailURL = emailProvider == "sendgrid" ? "\(simulatorURL)/v3/mail/send" : "\(simulatorURL)/webhook/email"
+        let emailURL =
+            emailURL
+            ?? (emailProvider == "sendgrid" ? "\(simulatorURL)/v3/mail/send" : "\(simulatorURL)/webhook/email")
         let smsURL = smsProvider == "twilio" ? simulatorURL : "\(simulatorURL)/webhook/sms"
         let token = folder.appendingPathComponent("gateway-token").path
         let attempts = maxAttempts.map { #", "max_attempts": \#($0)"# } ?? ""
@@ -77,7 +81,7 @@ public final class EngineHarness {
               "engine": { "poll_interval_seconds": 0.2, "lease_seconds": \(leaseSeconds), "batch_size": \(batchSize),
                           "shutdown_grace_seconds": 5\(extraEngine) },
               "email": { "provider": "\(emailProvider)", "url": "\(emailURL)", "from": "coupons@shop.example",
-                         "credential_file": "\(token)", "timeout_seconds": \(timeoutSeconds)\(attempts)\(extraEmail) },
+                         "credential_file": "\(emailCredentialFile ?? token)", "timeout_seconds": \(timeoutSeconds)\(attempts)\(extraEmail) },
               "sms": { "provider": "\(smsProvider)", "url": "\(smsURL)", "account_sid": "AC0123456789abcdef0123456789abcdef",
                        "from": "+15005550006", "credential_file": "\(token)", "price_per_segment": "0.05",
                        "timeout_seconds": \(timeoutSeconds), "reconcile_after_seconds": 0.3\(attempts)\(extraSMS) },
