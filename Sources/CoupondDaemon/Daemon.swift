@@ -72,11 +72,11 @@ public struct Daemon: Sendable {
         connect = {
             try PostgresConnection(connectionString: url, applicationName: "coupond run", safeguards: safeguards)
         }
-        let templates: MessageTemplates
+        let templates: LocalizedTemplates
         let notices: NoticeTemplates
         let warnings: CouponWarningTemplates
         do {
-            templates = try MessageTemplates(directory: configuration.templatesDirectory)
+            templates = try LocalizedTemplates(directory: configuration.templatesDirectory)
             notices = try NoticeTemplates(directory: configuration.templatesDirectory)
             warnings = try CouponWarningTemplates(directory: configuration.templatesDirectory)
         } catch let error as TemplateError {

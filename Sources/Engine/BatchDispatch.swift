@@ -18,7 +18,7 @@ struct BatchDispatch {
     let cancellation: CurlCancellation
 
     /// Hands a batch to the gateways without waiting.
-    func submit(_ prepared: [PreparedRecipient], message: PreparedMessage) -> InFlightBatch {
+    func submit(_ prepared: [PreparedRecipient], message: LocalizedMessage) -> InFlightBatch {
         let collector = OutcomeCollector(count: prepared.count)
         if let email, let gateway = email.batchGateway {
             submitBatchedEmail(prepared, message: message, gateway: gateway, dispatcher: email, collector: collector)
@@ -51,63 +51,85 @@ struct BatchDispatch {
         return InFlightBatch(prepared: prepared, collector: collector)
     }
 
-    /// Sends the batch's emails in requests of many recipients each: one content per variant (with or without the
-    /// customer's name), every recipient of a request sharing its outcome.
+    /// Sends the batch's emails in requests of many recipients each: one content per variant (locale, and with or
+    /// without the customer's name), every recipient of a request sharing its outcome.
     private func submitBatchedEmail(
         _ prepared: [PreparedRecipient],
-        message: PreparedMessage,
+        message localized: LocalizedMessage,
         gateway: any BatchEmailGateway,
         dispatcher: GatewayDispatcher,
         collector: OutcomeCollector
     ) {
-        for withName in [true, false] {
-            let content = message.emailTemplate(withName: withName)
-            // A recipient whose email may already have gone out is settled alone, before anything is sent again.
-            let indices = prepared.indices.filter {
-                prepared[$0].emailBatch != nil && prepared[$0].emailHasName == withName && !prepared[$0].emailUnknown
+        let locales = Set(prepared.map(\.emailLocale)).sorted { ($0 ?? "") < ($1 ?? "") }
+        for locale in locales {
+            for withName in [true, false] {
+                submitBatchedEmail(
+                    prepared.indices.filter {
+                        prepared[$0].emailLocale == locale && prepared[$0].emailHasName == withName
+                    },
+                    of: prepared,
+                    content: localized.message(locale).emailTemplate(withName: withName),
+                    variant: (withName ? "n" : "a") + (locale.map { "-" + $0 } ?? ""),
+                    gateway: gateway,
+                    dispatcher: dispatcher,
+                    collector: collector
+                )
             }
-            for index in prepared.indices
-            where prepared[index].emailUnknown && prepared[index].emailHasName == withName {
-                guard let recipient = prepared[index].emailBatch else { continue }
-                collector.expect()
-                let request = gateway.batchRequest(
+        }
+    }
+
+    /// One variant's recipients (`candidates`, indices into `prepared`), in requests of many each.
+    private func submitBatchedEmail(
+        _ candidates: [Int],
+        of prepared: [PreparedRecipient],
+        content: (subject: String, html: String, text: String),
+        variant: String,
+        gateway: any BatchEmailGateway,
+        dispatcher: GatewayDispatcher,
+        collector: OutcomeCollector
+    ) {
+        // A recipient whose email may already have gone out is settled alone, before anything is sent again.
+        let indices = candidates.filter { prepared[$0].emailBatch != nil && !prepared[$0].emailUnknown }
+        for index in candidates where prepared[index].emailUnknown {
+            guard let recipient = prepared[index].emailBatch else { continue }
+            collector.expect()
+            let request = gateway.batchRequest(
+                subject: content.subject,
+                html: content.html,
+                text: content.text,
+                recipients: [recipient],
+                idempotencyKey: recipient.idempotencyKey
+            )
+            dispatcher.dispatch(request, unknown: true, cancellation: cancellation) {
+                collector.set(index, email: $0)
+            }
+        }
+        guard !indices.isEmpty else { return }
+        for start in stride(from: 0, to: indices.count, by: dispatcher.recipientsPerRequest) {
+            let chunk = Array(indices[start..<min(start + dispatcher.recipientsPerRequest, indices.count)])
+            let first = prepared[chunk[0]].customerID
+            let last = prepared[chunk[chunk.count - 1]].customerID
+            @Sendable func request(_ indices: [Int], key: String) -> HTTPRequest {
+                gateway.batchRequest(
                     subject: content.subject,
                     html: content.html,
                     text: content.text,
-                    recipients: [recipient],
-                    idempotencyKey: recipient.idempotencyKey
+                    recipients: indices.compactMap { prepared[$0].emailBatch },
+                    idempotencyKey: key
                 )
-                dispatcher.dispatch(request, unknown: true, cancellation: cancellation) {
-                    collector.set(index, email: $0)
-                }
             }
-            guard !indices.isEmpty else { continue }
-            for start in stride(from: 0, to: indices.count, by: dispatcher.recipientsPerRequest) {
-                let chunk = Array(indices[start..<min(start + dispatcher.recipientsPerRequest, indices.count)])
-                let first = prepared[chunk[0]].customerID
-                let last = prepared[chunk[chunk.count - 1]].customerID
-                @Sendable func request(_ indices: [Int], key: String) -> HTTPRequest {
-                    gateway.batchRequest(
-                        subject: content.subject,
-                        html: content.html,
-                        text: content.text,
-                        recipients: indices.compactMap { prepared[$0].emailBatch },
-                        idempotencyKey: key
-                    )
+            for _ in chunk { collector.expect() }
+            let key = keys.batch(firstCustomerID: first, lastCustomerID: last, variant: variant)
+            dispatcher.dispatch(request(chunk, key: key), cancellation: cancellation) { outcome in
+                // A provider refuses a whole request for one bad recipient (SendGrid answers 400 for a malformed
+                // address): each recipient then goes alone, so only the bad one fails.
+                guard chunk.count > 1, case .failed(.gatewayRefused, _, _, _) = outcome else {
+                    for index in chunk { collector.set(index, email: outcome) }
+                    return
                 }
-                for _ in chunk { collector.expect() }
-                let key = keys.batch(firstCustomerID: first, lastCustomerID: last, withName: withName)
-                dispatcher.dispatch(request(chunk, key: key), cancellation: cancellation) { outcome in
-                    // A provider refuses a whole request for one bad recipient (SendGrid answers 400 for a malformed
-                    // address): each recipient then goes alone, so only the bad one fails.
-                    guard chunk.count > 1, case .failed(.gatewayRefused, _, _, _) = outcome else {
-                        for index in chunk { collector.set(index, email: outcome) }
-                        return
-                    }
-                    for index in chunk {
-                        let single = request([index], key: prepared[index].emailBatch?.idempotencyKey ?? key)
-                        dispatcher.dispatch(single, cancellation: cancellation) { collector.set(index, email: $0) }
-                    }
+                for index in chunk {
+                    let single = request([index], key: prepared[index].emailBatch?.idempotencyKey ?? key)
+                    dispatcher.dispatch(single, cancellation: cancellation) { collector.set(index, email: $0) }
                 }
             }
         }

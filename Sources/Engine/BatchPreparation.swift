@@ -14,8 +14,9 @@ struct PreparedRecipient: Sendable {
     var email: HTTPRequest?
     /// With a batch email gateway, the email goes in a request for many recipients instead: this one's values.
     var emailBatch: BatchEmailRecipient?
-    /// Which content the batched email uses: the one for customers with a name, or without.
+    /// Which content the batched email uses: the one for customers with a name, or without, in which locale.
     var emailHasName = false
+    var emailLocale: String?
     var sms: HTTPRequest?
     var smsSegments: Int?
     /// Channels whose message may already have gone out: settled before anything is sent again.
@@ -31,7 +32,7 @@ struct PreparedRecipient: Sendable {
 struct BatchPreparation: Sendable {
     let sendID: Int64
     let context: SendContext
-    let message: PreparedMessage
+    let message: LocalizedMessage
     let tokens: ClaimTokenIssuer
     /// The send's claim links per channel, with `utm_campaign` the same as the preview shows.
     let emailLinks: ClaimLink.Template?
@@ -67,6 +68,8 @@ struct BatchPreparation: Sendable {
         let emailLink =
             recipient.emailPending ? shortEmailLink ?? emailLinks?.link(token: token) ?? context.loginURL : ""
         let smsLink = recipient.smsPending ? shortSMSLink ?? smsLinks?.link(token: token) ?? context.loginURL : ""
+        let locale = self.message.locale(customer: recipient.locale, shop: context.shopLocale)
+        let message = self.message.message(locale)
         let keys = IdempotencyKeys(context, sendID: sendID)
         var prepared = PreparedRecipient(
             customerID: recipient.customerID,
@@ -84,6 +87,7 @@ struct BatchPreparation: Sendable {
         if sendsEmail, let address = recipient.email, let gateway = emailGateway {
             if batchEmail {
                 prepared.emailHasName = !(recipient.name ?? "").isEmpty
+                prepared.emailLocale = locale
                 prepared.emailBatch = BatchEmailRecipient(
                     to: address,
                     idempotencyKey: keys.message(customerID: recipient.customerID, channel: "email"),

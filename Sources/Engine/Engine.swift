@@ -15,7 +15,8 @@ public struct EngineDependencies: Sendable {
     public var email: GatewayDispatcher?
     /// The SMS gateway, or `nil` when none is configured.
     public var sms: GatewayDispatcher?
-    public var templates: MessageTemplates
+    /// The customers' messages, per locale.
+    public var templates: LocalizedTemplates
     public var notices: NoticeTemplates
     /// The coupon watch's warning to a merchant whose scheduled send would fail.
     public var warnings: CouponWarningTemplates
@@ -29,7 +30,7 @@ public struct EngineDependencies: Sendable {
         connect: @escaping @Sendable () throws -> PostgresConnection,
         email: GatewayDispatcher?,
         sms: GatewayDispatcher?,
-        templates: MessageTemplates,
+        templates: LocalizedTemplates,
         notices: NoticeTemplates,
         warnings: CouponWarningTemplates,
         tokens: ClaimTokenIssuer,

@@ -20,9 +20,10 @@ struct IdempotencyKeys: Sendable {
         "coupond-\(installation)-\(sendID)-\(customerID)-\(channel)"
     }
 
-    /// A batch email request's own key: its first and last customer and its content variant.
-    func batch(firstCustomerID: Int64, lastCustomerID: Int64, withName: Bool) -> String {
-        "coupond-\(installation)-\(sendID)-\(firstCustomerID)-\(lastCustomerID)-\(withName ? "n" : "a")-email"
+    /// A batch email request's own key: its first and last customer and its content variant (`n` or `a`, with or
+    /// without the customer's name, then `-<locale>` for a locale's templates).
+    func batch(firstCustomerID: Int64, lastCustomerID: Int64, variant: String) -> String {
+        "coupond-\(installation)-\(sendID)-\(firstCustomerID)-\(lastCustomerID)-\(variant)-email"
     }
 
     /// The merchant's notice of the send.

@@ -71,6 +71,8 @@ public struct SendContext: Sendable {
     public var couponEndsAt: Date?
     /// This installation's id (`coupond.installation`), part of every idempotency key.
     public var installation: String
+    /// The shop's locale: the language of a customer's messages when theirs has no templates.
+    public var shopLocale: String? = nil
 }
 
 /// The lease on a send was taken by another instance: stop working on it.
@@ -314,7 +316,7 @@ public struct EngineStore {
         guard
             let row = try connection.queryRow(
                 """
-                SELECT sh.name AS shop_name, sh.login_url, sh.merchant_email, sh.time_zone, sh.currency,
+                SELECT sh.name AS shop_name, sh.login_url, sh.merchant_email, sh.time_zone, sh.currency, sh.locale,
                        g.name AS group_name, c.title, c.description, c.ends_at,
                        (SELECT id FROM coupond.installation) AS installation
                 FROM coupond.sends s
@@ -335,7 +337,8 @@ public struct EngineStore {
             couponTitle: try row.decode("title"),
             couponDescription: try row.decode("description"),
             couponEndsAt: try row.decode("ends_at", as: Date?.self),
-            installation: try row.decode("installation")
+            installation: try row.decode("installation"),
+            shopLocale: try row.decode("locale", as: String?.self)
         )
     }
 

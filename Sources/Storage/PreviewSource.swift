@@ -14,6 +14,9 @@ public struct PreviewSource: Sendable {
     public var couponEndsAt: Date?
     public var customerID: Int64?
     public var customerName: String?
+    /// The sample customer's locale and the shop's, which choose the templates' language.
+    public var customerLocale: String?
+    public var shopLocale: String?
     public var memberCount: Int
     /// Members the send would reach by SMS (`coupond.sms_unreachable`, as at the start): the estimate's multiplier.
     public var smsReachableCount: Int
@@ -65,13 +68,15 @@ public struct PreviewSource: Sendable {
         )
         let sampleID = try customerID ?? counts?.decode("first_member", as: Int64?.self)
         var customerName: String?
+        var customerLocale: String?
         if let sampleID {
             guard
                 let customer = try connection.queryRow(
-                    "SELECT name FROM coupond.customers WHERE id = \(sampleID) AND shop_id = \(shopID)"
+                    "SELECT name, locale FROM coupond.customers WHERE id = \(sampleID) AND shop_id = \(shopID)"
                 )
             else { throw StorageError("customer \(sampleID) does not exist in shop \(shopID)") }
             customerName = try customer.decode("name", as: String?.self)
+            customerLocale = try customer.decode("locale", as: String?.self)
         }
         return PreviewSource(
             shopName: try shop.decode("name"),
@@ -84,6 +89,8 @@ public struct PreviewSource: Sendable {
             couponEndsAt: try coupon.decode("ends_at", as: Date?.self),
             customerID: sampleID,
             customerName: customerName,
+            customerLocale: customerLocale,
+            shopLocale: try shop.decode("locale", as: String?.self),
             memberCount: try counts?.decode("members") ?? 0,
             smsReachableCount: try counts?.decode("sms_reachable") ?? 0
         )

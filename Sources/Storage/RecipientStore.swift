@@ -6,6 +6,8 @@ public struct PendingRecipient: Sendable {
     public var name: String?
     public var email: String?
     public var mobile: String?
+    /// The customer's locale as at send time (`customers.locale`): their messages' language.
+    public var locale: String?
     /// Whether the channel is still to be sent (or settled, when unknown).
     public var emailPending: Bool
     public var smsPending: Bool
@@ -72,7 +74,7 @@ public struct RecipientStore {
                 -- The channels each member gets: the send's, or, for a retry, those of them that failed the member
                 -- in the earlier send (for the retry's reasons). A plain send's retry lookup is planned away.
                 candidates AS (
-                    SELECT c.id, c.name, c.email, c.mobile, c.email_consent, c.sms_consent,
+                    SELECT c.id, c.name, c.email, c.mobile, c.locale, c.email_consent, c.sms_consent,
                         \(send.email) AND (\(send.retryOf)::bigint IS NULL OR coalesce(retry.email, false)) AS use_email,
                         \(send.sms) AND (\(send.retryOf)::bigint IS NULL OR coalesce(retry.sms, false)) AS use_sms
                     FROM page m
@@ -86,11 +88,11 @@ public struct RecipientStore {
                 ),
                 written AS (
                     INSERT INTO coupond.send_recipients
-                        (send_id, customer_id, name, email, mobile, email_status, email_error, sms_status, sms_error,
-                         link_code)
+                        (send_id, customer_id, name, email, mobile, locale, email_status, email_error, sms_status,
+                         sms_error, link_code)
                     -- Who can be reached on which channel is coupond.email_unreachable and sms_unreachable's to
                     -- say, as for the preview's estimate.
-                    SELECT \(send.id), c.id, c.name, c.email, c.mobile,
+                    SELECT \(send.id), c.id, c.name, c.email, c.mobile, c.locale,
                         CASE WHEN NOT c.use_email THEN NULL
                              WHEN coupond.email_unreachable(c.email, c.email_consent) IS NULL THEN 'pending'
                              ELSE 'failed' END,
@@ -106,7 +108,7 @@ public struct RecipientStore {
                              THEN coupond.new_link_code() END
                     FROM candidates c
                     WHERE c.use_email OR c.use_sms
-                    RETURNING customer_id, name, email, mobile, email_status, sms_status, link_code
+                    RETURNING customer_id, name, email, mobile, locale, email_status, sms_status, link_code
                 ),
                 -- Customers no channel can reach are final at once; the others count when their outcome is.
                 unreached AS (
@@ -125,7 +127,7 @@ public struct RecipientStore {
                     WHERE id = \(send.id) AND lease_owner = \(owner) AND recipients_after = \(customerID)
                     RETURNING recipients_after
                 )
-                SELECT w.customer_id, w.name, w.email, w.mobile, encode(w.link_code, 'hex') AS link_code,
+                SELECT w.customer_id, w.name, w.email, w.mobile, w.locale, encode(w.link_code, 'hex') AS link_code,
                        w.email_status = 'pending' AS email_pending, w.sms_status = 'pending' AS sms_pending,
                        m.recipients_after, (SELECT count(*) FROM moved) AS moved
                 FROM (SELECT 1) AS one
@@ -145,6 +147,7 @@ public struct RecipientStore {
                     name: try row.decode("name", as: String?.self),
                     email: try row.decode("email", as: String?.self),
                     mobile: try row.decode("mobile", as: String?.self),
+                    locale: try row.decode("locale", as: String?.self),
                     emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
                     smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false,
                     linkCode: row["link_code"].flatMap(ShortLinkBytes.parse)
@@ -164,6 +167,7 @@ public struct RecipientStore {
                 name: try row.decode("name", as: String?.self),
                 email: try row.decode("email", as: String?.self),
                 mobile: try row.decode("mobile", as: String?.self),
+                locale: try row.decode("locale", as: String?.self),
                 emailPending: try row.decode("email_pending", as: Bool?.self) ?? false,
                 smsPending: try row.decode("sms_pending", as: Bool?.self) ?? false,
                 emailUnknown: row["email_status"] == ChannelStatus.unknown.rawValue,
@@ -182,7 +186,7 @@ public struct RecipientStore {
 
     static func pendingRecipientsQuery(sendID: Int64, after customerID: Int64, limit: Int) -> PostgresQuery {
         """
-        SELECT customer_id, name, email, mobile, email_status, sms_status, encode(link_code, 'hex') AS link_code,
+        SELECT customer_id, name, email, mobile, locale, email_status, sms_status, encode(link_code, 'hex') AS link_code,
                email_status IN ('pending', 'unknown') AS email_pending, sms_status IN ('pending', 'unknown') AS sms_pending
         FROM coupond.send_recipients
         WHERE send_id = \(sendID) AND customer_id > \(customerID)

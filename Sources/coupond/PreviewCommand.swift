@@ -29,6 +29,14 @@ struct PreviewCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Template folder; overrides the configuration.", valueName: "path"))
     var templates: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Render in this locale's templates (templates/<locale>/); default: the sample customer's, then the shop's.",
+            valueName: "locale"
+        )
+    )
+    var locale: String?
+
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -52,15 +60,17 @@ struct PreviewCommand: ParsableCommand {
         var smsRecipients: Int
         var smsEstimatedFee: Decimal?
         var currency: String
+        /// The locale whose templates rendered it; `nil` for the default ones.
+        var locale: String?
     }
 
     func run() throws {
         try reportingFailures {
             let configuration = try global.loadConfiguration()
             let templateDirectory = templates.map { URL(fileURLWithPath: $0) } ?? configuration.templatesDirectory
-            let messageTemplates: MessageTemplates
+            let messageTemplates: LocalizedTemplates
             do {
-                messageTemplates = try MessageTemplates(directory: templateDirectory)
+                messageTemplates = try LocalizedTemplates(directory: templateDirectory)
             } catch let error as TemplateError {
                 throw CommandFailure(.config, error.description)
             }
@@ -84,7 +94,8 @@ struct PreviewCommand: ParsableCommand {
                 source,
                 templates: messageTemplates,
                 price: configuration.smsPricePerSegment,
-                shortLinks: configuration.shortLinks
+                shortLinks: configuration.shortLinks,
+                locale: locale
             )
             print(json ? OutputFormat.json(output) : text(output))
             if SMSSegments.isTooLong(output.smsText) {
@@ -103,10 +114,16 @@ struct PreviewCommand: ParsableCommand {
     /// channel that would use one.
     static func render(
         _ source: PreviewSource,
-        templates: MessageTemplates,
+        templates: LocalizedTemplates,
         price: Decimal?,
-        shortLinks: ShortLinks?
+        shortLinks: ShortLinks?,
+        locale requested: String? = nil
     ) -> Output {
+        // The locale asked for, else the one the send would choose for this customer.
+        let locale = templates.locale(
+            customer: requested ?? source.customerLocale,
+            shop: requested ?? source.shopLocale
+        )
         // A sample token of the real length, so the SMS segment count matches what customers will get.
         let sampleToken = String(repeating: "x", count: 43)
         let campaign = ClaimLink.campaign(couponID: source.couponID)
@@ -116,7 +133,7 @@ struct PreviewCommand: ParsableCommand {
                 ?? ClaimLink.make(loginURL: source.loginURL, token: sampleToken, channel: channel, campaign: campaign)
                 ?? source.loginURL
         }
-        let message = templates.render(
+        let message = templates.templates(locale).render(
             MessageContext(
                 shopName: source.shopName,
                 customerName: source.customerName,
@@ -141,7 +158,8 @@ struct PreviewCommand: ParsableCommand {
             smsFeePerMessage: perMessage,
             smsRecipients: source.smsReachableCount,
             smsEstimatedFee: perMessage.map { $0 * Decimal(source.smsReachableCount) },
-            currency: source.currency
+            currency: source.currency,
+            locale: locale
         )
     }
 
@@ -156,6 +174,7 @@ struct PreviewCommand: ParsableCommand {
         }
         return """
             Sample customer: \(output.customerID.map(String.init) ?? "none (the group is empty)")
+            Templates: \(output.locale.map { "templates/\($0)/" } ?? "the default ones")
 
             == Email subject ==
             \(output.emailSubject)

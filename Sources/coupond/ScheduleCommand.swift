@@ -92,12 +92,13 @@ struct ScheduleCommand: ParsableCommand {
 }
 
 extension ScheduleCommand {
-    /// Refuses an SMS send whose text, for the group's longest-named member, is over the 1,600 characters providers
-    /// take: the templates and the coupon are known now, and every such SMS would fail at the hour.
+    /// Refuses an SMS send whose text, for the group's longest-named member in any locale's templates, is over the
+    /// 1,600 characters providers take: the templates and the coupon are known now, and every such SMS would fail at
+    /// the hour.
     func refuseTooLongSMS(_ configuration: Configuration, _ connection: PostgresConnection) throws {
-        let templates: MessageTemplates
+        let templates: LocalizedTemplates
         do {
-            templates = try MessageTemplates(directory: configuration.templatesDirectory)
+            templates = try LocalizedTemplates(directory: configuration.templatesDirectory)
         } catch let error as TemplateError {
             throw CommandFailure(.config, error.description)
         }
@@ -108,14 +109,17 @@ extension ScheduleCommand {
             couponID: coupon,
             customerID: try PreviewSource.longestNamedMember(on: connection, groupID: group)
         )
-        let output = PreviewCommand.render(
-            source,
-            templates: templates,
-            price: nil,
-            shortLinks: configuration.shortLinks
-        )
-        if SMSSegments.isTooLong(output.smsText) {
-            throw CommandFailure(.refused, PreviewCommand.tooLong(characters: output.smsText.unicodeScalars.count))
+        for locale in [nil] + templates.byLocale.keys.sorted() {
+            let output = PreviewCommand.render(
+                source,
+                templates: templates,
+                price: nil,
+                shortLinks: configuration.shortLinks,
+                locale: locale
+            )
+            if SMSSegments.isTooLong(output.smsText) {
+                throw CommandFailure(.refused, PreviewCommand.tooLong(characters: output.smsText.unicodeScalars.count))
+            }
         }
     }
 }
