@@ -60,6 +60,8 @@ public struct Daemon: Sendable {
     /// Where the HTTP endpoints listen, and the key `POST /claims` wants; no listener when `nil`.
     let http: (host: String, port: Int)?
     let claimsKey: String?
+    /// How `POST /sms/replies` knows the SMS gateway; `nil` when no SMS gateway is configured.
+    let smsReplies: SMSReplyAuthentication?
     let driver: CurlMultiDriver
     let logger: Logger
     let connect: @Sendable () throws -> PostgresConnection
@@ -116,6 +118,7 @@ public struct Daemon: Sendable {
             throw ConfigurationError(setting: "email.url", reason: "or sms.url is required: no gateway is configured")
         }
         http = configuration.httpListen
+        smsReplies = try Self.smsReplyAuthentication(configuration)
         claimsKey = try configuration.claimsKeyFile.map {
             String(decoding: try Self.secret($0, setting: "http.claims_key_file", minimumBytes: 16), as: UTF8.self)
         }
@@ -144,6 +147,21 @@ public struct Daemon: Sendable {
             reportLinks: reportLinks,
             stopDelivery: { driver.shutdown() }
         )
+    }
+
+    /// Twilio signs the replies it forwards with the account's auth token, over the public URL it calls; the SMS
+    /// webhook presents the token Coupond sends it.
+    static func smsReplyAuthentication(_ configuration: Configuration) throws -> SMSReplyAuthentication? {
+        guard configuration.sms.url != nil, let file = configuration.sms.credentialFile else { return nil }
+        let token = String(decoding: try secret(file, setting: "sms.credential_file"), as: UTF8.self)
+        switch configuration.sms.provider {
+        case "twilio":
+            guard var base = configuration.publicBaseURL else { return nil }
+            while base.hasSuffix("/") { base.removeLast() }
+            return .twilio(authToken: token, publicURL: base + "/sms/replies")
+        default:
+            return .bearer(token: token)
+        }
     }
 
     /// Reads a secret file, naming the setting (never the content) when it is unusable.
@@ -199,7 +217,8 @@ public struct Daemon: Sendable {
                     claimsKey: claimsKey,
                     tokens: dependencies.tokens,
                     metrics: metricsRegistry,
-                    schedulerHeartbeat: { engine.heartbeat }
+                    schedulerHeartbeat: { engine.heartbeat },
+                    smsReplies: smsReplies
                 ),
                 logger: logger
             )

@@ -25,6 +25,8 @@ public struct EndpointDependencies: Sendable {
     public var schedulerHeartbeat: @Sendable () -> UInt64
     /// Seconds without the heartbeat advancing after which `/healthz` answers 503.
     public var heartbeatTimeout: Double
+    /// How `POST /sms/replies` checks its caller; without it the endpoint answers 404.
+    public var smsReplies: SMSReplyAuthentication?
 
     public init(
         connect: @escaping @Sendable () throws -> PostgresConnection,
@@ -33,7 +35,8 @@ public struct EndpointDependencies: Sendable {
         tokens: ClaimTokenIssuer,
         metrics: PrometheusCollectorRegistry?,
         schedulerHeartbeat: @escaping @Sendable () -> UInt64,
-        heartbeatTimeout: Double = 30
+        heartbeatTimeout: Double = 30,
+        smsReplies: SMSReplyAuthentication? = nil
     ) {
         self.connect = connect
         self.reportLinks = reportLinks
@@ -42,6 +45,7 @@ public struct EndpointDependencies: Sendable {
         self.metrics = metrics
         self.schedulerHeartbeat = schedulerHeartbeat
         self.heartbeatTimeout = heartbeatTimeout
+        self.smsReplies = smsReplies
     }
 }
 
@@ -70,6 +74,7 @@ final class Endpoints: Sendable {
         router.get("metrics") { [self] _, _ in try await metrics() }
         router.get("reports/:send") { [self] request, _ in try await report(request) }
         router.post("claims") { [self] request, _ in try await claim(request) }
+        router.post("sms/replies") { [self] request, _ in try await smsReply(request) }
         for channel in Messages.Channel.allCases {
             router.get("\(ShortLinks.pathSegment(channel))/:code") { [self] _, context in
                 try await followShortLink(context.parameters.get("code") ?? "", channel: channel)

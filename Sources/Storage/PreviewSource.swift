@@ -60,7 +60,7 @@ public struct PreviewSource: Sendable {
         let counts = try connection.queryRow(
             """
             SELECT count(*) AS members,
-                   count(*) FILTER (WHERE coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL) AS sms_reachable,
+                   count(*) FILTER (WHERE coupond.sms_unreachable(c.id, c.mobile, c.sms_consent) IS NULL) AS sms_reachable,
                    min(c.id) AS first_member
             FROM coupond.group_members m JOIN coupond.customers c ON c.id = m.customer_id
             WHERE m.group_id = \(groupID) AND m.removed_at IS NULL

@@ -86,28 +86,30 @@ public struct RecipientStore {
                         WHERE f.send_id = \(send.retryOf)::bigint AND f.customer_id = m.customer_id
                     ) AS retry ON true
                 ),
+                -- Why a member cannot get a channel the send uses (NULL when they can), opt-outs included: defined
+                -- once, by coupond.email_unreachable and sms_unreachable, as for the preview's estimate.
+                checked AS MATERIALIZED (
+                    SELECT c.*,
+                        CASE WHEN c.use_email THEN coupond.email_unreachable(c.id, c.email, c.email_consent) END
+                            AS email_problem,
+                        CASE WHEN c.use_sms THEN coupond.sms_unreachable(c.id, c.mobile, c.sms_consent) END
+                            AS sms_problem
+                    FROM candidates c
+                    WHERE c.use_email OR c.use_sms
+                ),
                 written AS (
                     INSERT INTO coupond.send_recipients
                         (send_id, customer_id, name, email, mobile, locale, email_status, email_error, sms_status,
                          sms_error, link_code)
-                    -- Who can be reached on which channel is coupond.email_unreachable and sms_unreachable's to
-                    -- say, as for the preview's estimate.
                     SELECT \(send.id), c.id, c.name, c.email, c.mobile, c.locale,
-                        CASE WHEN NOT c.use_email THEN NULL
-                             WHEN coupond.email_unreachable(c.email, c.email_consent) IS NULL THEN 'pending'
-                             ELSE 'failed' END,
-                        CASE WHEN c.use_email THEN coupond.email_unreachable(c.email, c.email_consent) END,
-                        CASE WHEN NOT c.use_sms THEN NULL
-                             WHEN coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL THEN 'pending'
-                             ELSE 'failed' END,
-                        CASE WHEN c.use_sms THEN coupond.sms_unreachable(c.mobile, c.sms_consent) END,
-                        CASE WHEN (c.use_sms AND \(shortSMSLinks)
-                                   AND coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL)
-                               OR (c.use_email AND \(shortEmailLinks)
-                                   AND coupond.email_unreachable(c.email, c.email_consent) IS NULL)
+                        CASE WHEN NOT c.use_email THEN NULL WHEN c.email_problem IS NULL THEN 'pending' ELSE 'failed' END,
+                        c.email_problem,
+                        CASE WHEN NOT c.use_sms THEN NULL WHEN c.sms_problem IS NULL THEN 'pending' ELSE 'failed' END,
+                        c.sms_problem,
+                        CASE WHEN (c.use_sms AND \(shortSMSLinks) AND c.sms_problem IS NULL)
+                               OR (c.use_email AND \(shortEmailLinks) AND c.email_problem IS NULL)
                              THEN coupond.new_link_code() END
-                    FROM candidates c
-                    WHERE c.use_email OR c.use_sms
+                    FROM checked c
                     RETURNING customer_id, name, email, mobile, locale, email_status, sms_status, link_code
                 ),
                 -- Customers no channel can reach are final at once; the others count when their outcome is.
