@@ -88,13 +88,20 @@ public struct RecipientStore {
                 ),
                 -- Why a member cannot get a channel the send uses (NULL when they can), opt-outs included: defined
                 -- once, by coupond.email_unreachable and sms_unreachable, as for the preview's estimate.
+                -- While nobody has opted out, the customer-id forms give what the address-and-consent forms do, so
+                -- the opt-out lookups are skipped (they were a quarter of the database's time per customer).
+                opt_outs AS MATERIALIZED (
+                    SELECT EXISTS (SELECT 1 FROM coupond.opt_outs) AS present
+                ),
                 checked AS MATERIALIZED (
                     SELECT c.*,
-                        CASE WHEN c.use_email THEN coupond.email_unreachable(c.id, c.email, c.email_consent) END
-                            AS email_problem,
-                        CASE WHEN c.use_sms THEN coupond.sms_unreachable(c.id, c.mobile, c.sms_consent) END
-                            AS sms_problem
-                    FROM candidates c
+                        CASE WHEN NOT c.use_email THEN NULL
+                             WHEN o.present THEN coupond.email_unreachable(c.id, c.email, c.email_consent)
+                             ELSE coupond.email_unreachable(c.email, c.email_consent) END AS email_problem,
+                        CASE WHEN NOT c.use_sms THEN NULL
+                             WHEN o.present THEN coupond.sms_unreachable(c.id, c.mobile, c.sms_consent)
+                             ELSE coupond.sms_unreachable(c.mobile, c.sms_consent) END AS sms_problem
+                    FROM candidates c, opt_outs o
                     WHERE c.use_email OR c.use_sms
                 ),
                 written AS (
