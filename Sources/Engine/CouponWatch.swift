@@ -24,22 +24,17 @@ struct CouponWatch: Sendable {
     static let emailWait = 60.0
 
     func run(stop: StopSignal) {
-        var connection: PostgresConnection?
+        var database = ListeningConnection(
+            connect: dependencies.connect,
+            channels: settings.listen ? ["coupond_coupons", "coupond_sends"] : [],
+            logger: logger,
+            failure: "coupon watch: database unavailable; retrying"
+        )
         var nextLook = Date.distantPast
-        var reconnectDelay = 0.5
         while !stop.isRequested {
-            do {
-                if connection == nil {
-                    let fresh = try dependencies.connect()
-                    if settings.listen {
-                        try fresh.listen("coupond_coupons")
-                        try fresh.listen("coupond_sends")
-                    }
-                    connection = fresh
-                    reconnectDelay = 0.5
-                    nextLook = .distantPast
-                }
-                guard let connection else { continue }
+            database.run(stop: stop) { connection, fresh in
+                // Changes notified while the connection was away were missed: look again.
+                if fresh { nextLook = .distantPast }
                 if Date() >= nextLook {
                     try look(on: connection, stop: stop)
                     nextLook = Date().addingTimeInterval(settings.listen ? 3600 : 60)
@@ -50,18 +45,9 @@ struct CouponWatch: Sendable {
                 } else {
                     stop.sleep(timeout)
                 }
-            } catch {
-                logger.error(
-                    "coupon watch: database unavailable; retrying",
-                    metadata: ["error": "\(error)", "retry.seconds": "\(reconnectDelay)"]
-                )
-                connection?.close()
-                connection = nil
-                stop.sleep(reconnectDelay)
-                reconnectDelay = min(reconnectDelay * 2, 10)
             }
         }
-        connection?.close()
+        database.close()
     }
 
     /// Marks the warnings due and emails them.

@@ -100,9 +100,13 @@ public final class Engine: Sendable {
         let watchThread = Thread { watch.run(stop: stop) }
         watchThread.name = "coupon-watch"
         watchThread.start()
-        var connection: PostgresConnection?
+        var database = ListeningConnection(
+            connect: dependencies.connect,
+            channels: settings.listen ? ["coupond_sends"] : [],
+            logger: logger,
+            failure: "database unavailable; retrying"
+        )
         var nextPoll = Date.distantPast
-        var reconnectDelay = 0.5
         var health = GatewayHealthReporter(
             instance: settings.instanceName,
             email: dependencies.email,
@@ -110,15 +114,8 @@ public final class Engine: Sendable {
         )
         while !stop.isRequested {
             heartbeatCounter.add(1, ordering: .relaxed)
-            do {
-                if connection == nil {
-                    let fresh = try dependencies.connect()
-                    if settings.listen { try fresh.listen("coupond_sends") }
-                    connection = fresh
-                    reconnectDelay = 0.5
-                    nextPoll = .distantPast
-                }
-                guard let connection else { continue }
+            database.run(stop: stop) { connection, fresh in
+                if fresh { nextPoll = .distantPast }
                 let store = EngineStore(connection: connection, owner: settings.instanceName, leaseSeconds: 0)
                 if Date() >= nextPoll {
                     if let override = try store.clockOverride() {
@@ -149,18 +146,9 @@ public final class Engine: Sendable {
                     deferred.withLock { $0.removeAll() }
                     nextPoll = .distantPast
                 }
-            } catch {
-                logger.error(
-                    "database unavailable; retrying",
-                    metadata: ["error": "\(error)", "retry.seconds": "\(reconnectDelay)"]
-                )
-                connection?.close()
-                connection = nil
-                stop.sleep(reconnectDelay)
-                reconnectDelay = min(reconnectDelay * 2, 10)
             }
         }
-        connection?.close()
+        database.close()
         logger.notice("stopping: waiting for workers to finish their batch")
         let graceEnd = Date().addingTimeInterval(settings.shutdownGrace)
         while active.withLock({ !$0.isEmpty }) && Date() < graceEnd { Thread.sleep(forTimeInterval: 0.05) }
