@@ -62,9 +62,14 @@ enum OutputFormat {
             ("Scheduled", shopTime(send.scheduledAt, send.timeZone) + " (\(send.timeZone))"),
             ("Created", shopTime(send.createdAt, send.timeZone)),
         ]
+        // What the merchant was told, and when: the coupon may have been mended since.
         if let warning = send.warning, send.status == .notStarted {
-            let when = send.warnedAt.map { "warned " + shopTime($0, send.timeZone) } ?? "warning the merchant"
-            lines.append(("Warning", "\(warning) (\(when)); cancel until \(shopTime(send.cancelUntil, send.timeZone))"))
+            let cancel = "cancel until \(shopTime(send.cancelUntil, send.timeZone))"
+            if let warnedAt = send.warnedAt {
+                lines.append(("Warned", "\(shopTime(warnedAt, send.timeZone)): \(warning); \(cancel)"))
+            } else {
+                lines.append(("Warning", "\(warning) (emailing the merchant); \(cancel)"))
+            }
         }
         if send.startedAt != nil { lines.append(("Started", shopTime(send.startedAt, send.timeZone))) }
         if send.finishedAt != nil { lines.append(("Finished", shopTime(send.finishedAt, send.timeZone))) }
