@@ -86,8 +86,8 @@ class Scenario:
 
     def seed(self):
         psql(f"""
-            INSERT INTO coupond.shops (name, login_url, merchant_email, time_zone, currency)
-            VALUES ('Chaos Shop', 'https://chaos.example/login', '{MERCHANT}', 'UTC', 'USD');
+            INSERT INTO coupond.shops (name, login_url, merchant_email, time_zone, currency, postal_address)
+            VALUES ('Chaos Shop', 'https://chaos.example/login', '{MERCHANT}', 'UTC', 'USD', '1 Test Road, Testville');
             INSERT INTO coupond.customer_groups (shop_id, name) VALUES (1, 'Everyone');
             INSERT INTO coupond.customers (shop_id, name, email, mobile, email_consent, sms_consent)
             SELECT 1, 'Customer ' || n, 'c' || n || '@mail.example', '+1555' || lpad(n::text, 7, '0'), true, true
@@ -115,7 +115,7 @@ class Scenario:
             "sms": {"provider": "twilio", "url": self.base, "account_sid": "AC0123456789abcdef0123456789abcdef",
                     "from": "+15005550006", "credential_file": token, "timeout_seconds": 2,
                     "retry_budget_seconds": 600, "reconcile_after_seconds": 1, "price_per_segment": "0.01"},
-            "links": {"claim_key_file": key},
+            "links": {"claim_key_file": key, "report_key_file": key, "public_base_url": "https://coupond.chaos.example"},
         }
         path = os.path.join(self.folder, "coupond.json")
         with open(path, "w") as f:

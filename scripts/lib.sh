@@ -1,10 +1,10 @@
 # Shared by scripts/test and scripts/demo: installs system packages and runs a throwaway PostgreSQL cluster.
 # Source it; it defines functions only.
 
-# Installs the Debian packages the build and the tests need, when any is missing.
+# Installs the Debian packages the build and the tests need, and any named as arguments, when any is missing.
 coupond_install_packages() {
     local missing=()
-    for package in postgresql libpq-dev libcurl4-openssl-dev pkg-config curl tmux python3-aiosmtpd; do
+    for package in postgresql libpq-dev libcurl4-openssl-dev pkg-config curl tmux python3-aiosmtpd "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return 0

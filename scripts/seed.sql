@@ -2,8 +2,9 @@
 -- scripts/demo and scripts/systemd-check: psql -v customers=N -f scripts/seed.sql
 -- Every 50th customer has no SMS consent, every 97th a malformed number and every 200th no email consent: they fail
 -- per customer on that channel, so the merchant's failure report has something in it.
-INSERT INTO coupond.shops (name, login_url, merchant_email, time_zone, currency)
-VALUES ('Demo Shop', 'https://demo-shop.example/account/login', 'owner@demo-shop.example', 'Asia/Kolkata', 'INR');
+INSERT INTO coupond.shops (name, login_url, merchant_email, time_zone, currency, postal_address)
+VALUES ('Demo Shop', 'https://demo-shop.example/account/login', 'owner@demo-shop.example', 'Asia/Kolkata', 'INR',
+        '12 MG Road, Bengaluru 560001, India');
 INSERT INTO coupond.customer_groups (shop_id, name) VALUES (1, 'Loyal customers');
 INSERT INTO coupond.customers (shop_id, name, email, mobile, email_consent, sms_consent)
 SELECT 1, 'Customer ' || n, 'customer' || n || '@mail.example',

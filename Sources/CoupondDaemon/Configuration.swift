@@ -63,6 +63,8 @@ public struct Configuration: Sendable, Decodable {
     /// Whether the scheduler listens for notifications (`false`: poll only, for transaction-pooling proxies).
     public var listen = true
     public var templatesPath: String?
+    /// `paths.templates_language`: the language the default templates (not a locale subfolder's) are written in.
+    public var templatesLanguage = "en"
     public var sqlPath: String?
     public var instanceName: String?
     public var pollInterval = 5.0
@@ -142,6 +144,7 @@ public struct Configuration: Sendable, Decodable {
         }
         try file.section("paths") { paths in
             try paths.read("templates", into: &templatesPath)
+            try paths.read("templates_language", into: &templatesLanguage)
             try paths.read("sql", into: &sqlPath)
         }
         try file.section("engine") { engine in

@@ -62,6 +62,8 @@ public struct Daemon: Sendable {
     let claimsKey: String?
     /// How `POST /sms/replies` knows the SMS gateway; `nil` when no SMS gateway is configured.
     let smsReplies: SMSReplyAuthentication?
+    /// Checks the tokens of `/u/<token>`, the links every email carries.
+    let unsubscribeTokens: UnsubscribeTokens
     let driver: CurlMultiDriver
     let logger: Logger
     let connect: @Sendable () throws -> PostgresConnection
@@ -78,7 +80,10 @@ public struct Daemon: Sendable {
         let notices: NoticeTemplates
         let warnings: CouponWarningTemplates
         do {
-            templates = try LocalizedTemplates(directory: configuration.templatesDirectory)
+            templates = try LocalizedTemplates(
+                directory: configuration.templatesDirectory,
+                defaultLanguage: configuration.templatesLanguage
+            )
             notices = try NoticeTemplates(directory: configuration.templatesDirectory)
             warnings = try CouponWarningTemplates(directory: configuration.templatesDirectory)
         } catch let error as TemplateError {
@@ -117,6 +122,24 @@ public struct Daemon: Sendable {
         if email == nil && sms == nil {
             throw ConfigurationError(setting: "email.url", reason: "or sms.url is required: no gateway is configured")
         }
+        var unsubscribeLinks: UnsubscribeLinks?
+        if email != nil {
+            // Gmail and Yahoo take bulk email only with a one-click unsubscribe link, and the law wants an opt-out.
+            guard let base = configuration.publicBaseURL else {
+                throw ConfigurationError(
+                    setting: "links.public_base_url",
+                    reason: "is required with email: every email carries a one-click unsubscribe link served there"
+                )
+            }
+            if !base.hasPrefix("https://") {
+                logger.warning(
+                    "links.public_base_url is not https: inboxes show one-click unsubscribe only for https links",
+                    metadata: ["url": "\(base)"]
+                )
+            }
+            unsubscribeLinks = UnsubscribeLinks(tokens: UnsubscribeTokens(key: claimKey), baseURL: base)
+        }
+        self.unsubscribeTokens = unsubscribeLinks?.tokens ?? UnsubscribeTokens(key: claimKey)
         http = configuration.httpListen
         smsReplies = try Self.smsReplyAuthentication(configuration)
         claimsKey = try configuration.claimsKeyFile.map {
@@ -145,6 +168,7 @@ public struct Daemon: Sendable {
             warnings: warnings,
             tokens: ClaimTokenIssuer(key: claimKey),
             reportLinks: reportLinks,
+            unsubscribeLinks: unsubscribeLinks,
             stopDelivery: { driver.shutdown() }
         )
     }
@@ -218,7 +242,8 @@ public struct Daemon: Sendable {
                     tokens: dependencies.tokens,
                     metrics: metricsRegistry,
                     schedulerHeartbeat: { engine.heartbeat },
-                    smsReplies: smsReplies
+                    smsReplies: smsReplies,
+                    unsubscribeTokens: unsubscribeTokens
                 ),
                 logger: logger
             )

@@ -11,11 +11,22 @@ public struct OutgoingMessage: Sendable, Equatable {
     public var content: MessageContent
     /// The same for every attempt of one message (send, customer, channel), so a gateway can drop a repeat.
     public var idempotencyKey: String
+    /// An email's one-click unsubscribe URL, which goes out in its `List-Unsubscribe` headers (``ListUnsubscribe``).
+    public var unsubscribeURL: String?
 
-    public init(to: String, content: MessageContent, idempotencyKey: String) {
+    public init(to: String, content: MessageContent, idempotencyKey: String, unsubscribeURL: String? = nil) {
         self.to = to
         self.content = content
         self.idempotencyKey = idempotencyKey
+        self.unsubscribeURL = unsubscribeURL
+    }
+}
+
+/// The headers of RFC 8058's one-click unsubscribe, which Gmail and Yahoo require of bulk senders: the inbox shows an
+/// unsubscribe button, and pressing it POSTs `List-Unsubscribe=One-Click` to the URL.
+public enum ListUnsubscribe {
+    public static func headers(_ url: String) -> [(name: String, value: String)] {
+        [("List-Unsubscribe", "<\(url)>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
     }
 }
 

@@ -26,7 +26,9 @@ public struct SendGridGateway: Gateway {
         body.string(message.to)
         body.raw(#"}],"custom_args":{"idempotency_key":"#)
         body.string(message.idempotencyKey)
-        body.raw(#"}}],"#)
+        body.raw("}")
+        body.emailHeaders(unsubscribeURL: message.unsubscribeURL)
+        body.raw(#"}],"#)
         appendSharedFields(to: &body, subject: subject, html: html, text: text)
         body.raw("}")
         return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey, repeatable: isIdempotent)
@@ -57,11 +59,14 @@ public struct BatchEmailRecipient: Sendable, Equatable {
     public var to: String
     public var idempotencyKey: String
     public var substitutions: [String: String]
+    /// The recipient's one-click unsubscribe URL, for their own `List-Unsubscribe` headers.
+    public var unsubscribeURL: String?
 
-    public init(to: String, idempotencyKey: String, substitutions: [String: String]) {
+    public init(to: String, idempotencyKey: String, substitutions: [String: String], unsubscribeURL: String? = nil) {
         self.to = to
         self.idempotencyKey = idempotencyKey
         self.substitutions = substitutions
+        self.unsubscribeURL = unsubscribeURL
     }
 }
 
@@ -87,7 +92,8 @@ extension SendGridGateway: BatchEmailGateway {
     public var maxRecipientsPerRequest: Int { 1000 }
 
     /// A mail-send request with one personalization per recipient: its address, its substitutions (SendGrid
-    /// replaces each key in the subject and both parts) and its idempotency key as a custom argument.
+    /// replaces each key in the subject and both parts), its idempotency key as a custom argument and its own
+    /// unsubscribe headers.
     public func batchRequest(
         subject: String,
         html: String,
@@ -106,7 +112,9 @@ extension SendGridGateway: BatchEmailGateway {
             body.substitutions(recipient.substitutions)
             body.raw(#","custom_args":{"idempotency_key":"#)
             body.string(recipient.idempotencyKey)
-            body.raw("}}")
+            body.raw("}")
+            body.emailHeaders(unsubscribeURL: recipient.unsubscribeURL)
+            body.raw("}")
         }
         body.raw("],")
         appendSharedFields(to: &body, subject: subject, html: html, text: text)
@@ -225,6 +233,20 @@ public struct TwilioGateway: Gateway {
 }
 
 extension JSONBytes {
+    /// `,"headers":{...}` with a recipient's ``ListUnsubscribe`` headers, or nothing without a URL: the shape both
+    /// SendGrid's personalizations and the webhook take.
+    mutating func emailHeaders(unsubscribeURL: String?) {
+        guard let unsubscribeURL else { return }
+        raw(#","headers":{"#)
+        for (number, header) in ListUnsubscribe.headers(unsubscribeURL).enumerated() {
+            if number > 0 { raw(",") }
+            string(header.name)
+            raw(":")
+            string(header.value)
+        }
+        raw("}")
+    }
+
     /// A recipient's substitutions as an object, in key order so that equal batches have equal bodies.
     mutating func substitutions(_ values: [String: String]) {
         raw("{")

@@ -40,7 +40,8 @@ public struct SMTPGateway: Gateway {
                     subject: subject,
                     html: html,
                     text: text,
-                    key: message.idempotencyKey
+                    key: message.idempotencyKey,
+                    unsubscribeURL: message.unsubscribeURL
                 ).utf8
             ),
             connectTimeout: endpoint.connectTimeout,
@@ -72,7 +73,15 @@ public struct SMTPGateway: Gateway {
 /// An RFC 5322 message with a text and an HTML alternative, both UTF-8 in base64 (no line is too long, and no line
 /// starts with a dot), and a subject in an RFC 2047 encoded word when it is not ASCII.
 enum MIMEMessage {
-    static func render(from: String, to: String, subject: String, html: String, text: String, key: String) -> String {
+    static func render(
+        from: String,
+        to: String,
+        subject: String,
+        html: String,
+        text: String,
+        key: String,
+        unsubscribeURL: String? = nil
+    ) -> String {
         let domain = from.split(separator: "@").last.map(String.init) ?? "coupond.invalid"
         // FNV-1a of the key: the same boundary for every attempt, and never a line of base64 (which has no "-").
         let hash = key.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
@@ -83,6 +92,10 @@ enum MIMEMessage {
             "Subject: \(header(subject))",
             "Date: \(date(Date()))",
             "Message-ID: <\(key)@\(domain)>",
+        ]
+        // RFC 8058 asks that the DKIM signature cover both headers: the relay that signs sees them as any other.
+        lines += unsubscribeURL.map { ListUnsubscribe.headers($0).map { "\($0.name): \($0.value)" } } ?? []
+        lines += [
             "MIME-Version: 1.0",
             "Content-Type: multipart/alternative; boundary=\"\(boundary)\"",
             "",
@@ -94,7 +107,7 @@ enum MIMEMessage {
                 "Content-Transfer-Encoding: base64",
                 "",
             ]
-            lines += base64Lines(content)
+            lines.append(base64Body(content))
         }
         lines.append("--\(boundary)--")
         return lines.joined(separator: "\r\n") + "\r\n"
@@ -118,12 +131,11 @@ enum MIMEMessage {
         return words.map { "=?utf-8?B?" + Data($0.utf8).base64EncodedString() + "?=" }.joined(separator: "\r\n ")
     }
 
-    static func base64Lines(_ content: String) -> [String] {
-        [
-            Data(content.utf8).base64EncodedString(options: [
-                .lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed,
-            ])
-        ]
+    /// The content in base64, in lines of 76 characters ended by CRLF (RFC 2045).
+    static func base64Body(_ content: String) -> String {
+        Data(content.utf8).base64EncodedString(options: [
+            .lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed,
+        ])
     }
 
     static func date(_ date: Date) -> String {

@@ -5,7 +5,8 @@ import WireJSON
 /// Coupond's generic JSON email webhook.
 ///
 /// `POST <url>` with `Authorization: Bearer <credential>`, `Idempotency-Key: <key>` and
-/// `{"from", "to", "subject", "html", "text", "idempotency_key"}`; a 2xx answer may carry `{"id": "..."}`.
+/// `{"from", "to", "subject", "html", "text", "idempotency_key", "headers"}`, where `headers` holds the email's
+/// `List-Unsubscribe` and `List-Unsubscribe-Post`; a 2xx answer may carry `{"id": "..."}`.
 public struct WebhookEmailGateway: Gateway {
     public let endpoint: GatewayEndpoint
     public var name: String { "email-webhook" }
@@ -18,11 +19,21 @@ public struct WebhookEmailGateway: Gateway {
         guard case .email(let subject, let html, let text) = message.content else {
             preconditionFailure("WebhookEmailGateway given a non-email message")
         }
-        var body = JSONBytes(capacity: 256 + html.utf8.count + text.utf8.count)
-        body.object([
-            "from": endpoint.from, "to": message.to, "subject": subject, "html": html, "text": text,
-            "idempotency_key": message.idempotencyKey,
-        ])
+        var body = JSONBytes(capacity: 384 + html.utf8.count + text.utf8.count)
+        body.raw(#"{"from":"#)
+        body.string(endpoint.from)
+        body.raw(#","to":"#)
+        body.string(message.to)
+        body.raw(#","subject":"#)
+        body.string(subject)
+        body.raw(#","html":"#)
+        body.string(html)
+        body.raw(#","text":"#)
+        body.string(text)
+        body.raw(#","idempotency_key":"#)
+        body.string(message.idempotencyKey)
+        body.emailHeaders(unsubscribeURL: message.unsubscribeURL)
+        body.raw("}")
         return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey, repeatable: isIdempotent)
     }
 
@@ -38,7 +49,7 @@ extension WebhookEmailGateway: BatchEmailGateway {
     /// The webhook's batch form: the shared content once, and one entry per recipient.
     ///
     /// `{"from", "subject", "html", "text", "idempotency_key", "recipients": [{"to", "substitutions",
-    /// "idempotency_key"}]}`. The receiver replaces each substitution key (for example `-coupond_link-`) in the
+    /// "idempotency_key", "headers"}]}`. The receiver replaces each substitution key (for example `-coupond_link-`) in the
     /// subject and both parts with the recipient's value, and delivers one email per recipient; the request's own key
     /// (also in the `Idempotency-Key` header) names the batch. A 2xx answer accepts every recipient, any other
     /// refuses or retries them all.
@@ -70,6 +81,7 @@ extension WebhookEmailGateway: BatchEmailGateway {
             body.substitutions(recipient.substitutions)
             body.raw(#","idempotency_key":"#)
             body.string(recipient.idempotencyKey)
+            body.emailHeaders(unsubscribeURL: recipient.unsubscribeURL)
             body.raw("}")
         }
         body.raw("]}")

@@ -34,6 +34,7 @@ struct BatchPreparation: Sendable {
     let context: SendContext
     let message: LocalizedMessage
     let tokens: ClaimTokenIssuer
+    let unsubscribeLinks: UnsubscribeLinks?
     /// The send's claim links per channel, with `utm_campaign` the same as the preview shows.
     let emailLinks: ClaimLink.Template?
     let smsLinks: ClaimLink.Template?
@@ -81,9 +82,16 @@ struct BatchPreparation: Sendable {
         let sendsEmail = recipient.emailPending && recipient.email != nil && emailGateway != nil
         let sendsSMS = recipient.smsPending && recipient.mobile != nil && smsGateway != nil
         // A batched email is filled in by the gateway: render only what goes out one by one.
+        let unsubscribeLink =
+            sendsEmail ? unsubscribeLinks?.link(sendID: sendID, customerID: recipient.customerID) : nil
         let rendered =
             (sendsEmail && !batchEmail) || sendsSMS
-            ? message.render(customerName: recipient.name, emailLink: emailLink, smsLink: smsLink) : nil
+            ? message.render(
+                customerName: recipient.name,
+                emailLink: emailLink,
+                smsLink: smsLink,
+                unsubscribeLink: unsubscribeLink ?? ""
+            ) : nil
         if sendsEmail, let address = recipient.email, let gateway = emailGateway {
             if batchEmail {
                 prepared.emailHasName = !(recipient.name ?? "").isEmpty
@@ -95,9 +103,11 @@ struct BatchPreparation: Sendable {
                         uniqueKeysWithValues: message.substitutions(
                             customerName: recipient.name,
                             emailLink: emailLink,
-                            smsLink: smsLink
+                            smsLink: smsLink,
+                            unsubscribeLink: unsubscribeLink ?? ""
                         ).map { ($0.tag.rawValue, $0.value) }
-                    )
+                    ),
+                    unsubscribeURL: unsubscribeLink
                 )
             } else if let rendered {
                 prepared.email = gateway.request(
@@ -108,7 +118,8 @@ struct BatchPreparation: Sendable {
                             html: rendered.emailHTML,
                             text: rendered.emailText
                         ),
-                        idempotencyKey: keys.message(customerID: recipient.customerID, channel: "email")
+                        idempotencyKey: keys.message(customerID: recipient.customerID, channel: "email"),
+                        unsubscribeURL: unsubscribeLink
                     )
                 )
             }

@@ -23,6 +23,8 @@ public struct EngineDependencies: Sendable {
     public var tokens: ClaimTokenIssuer
     /// Signs failure-report links for the merchant notice; without it the notice has no link.
     public var reportLinks: ReportLinkSigner?
+    /// Every email's one-click unsubscribe link; emails go without one only when this is `nil` (no email gateway).
+    public var unsubscribeLinks: UnsubscribeLinks?
     /// Stops delivery: queued messages end as abandoned, running ones finish. Called when the shutdown grace ends.
     public var stopDelivery: @Sendable () -> Void
 
@@ -35,6 +37,7 @@ public struct EngineDependencies: Sendable {
         warnings: CouponWarningTemplates,
         tokens: ClaimTokenIssuer,
         reportLinks: ReportLinkSigner?,
+        unsubscribeLinks: UnsubscribeLinks?,
         stopDelivery: @escaping @Sendable () -> Void
     ) {
         self.connect = connect
@@ -45,6 +48,7 @@ public struct EngineDependencies: Sendable {
         self.warnings = warnings
         self.tokens = tokens
         self.reportLinks = reportLinks
+        self.unsubscribeLinks = unsubscribeLinks
         self.stopDelivery = stopDelivery
     }
 }

@@ -165,10 +165,12 @@ final class SendWorker: Sendable {
                     couponDescription: context.couponDescription,
                     couponEndsAt: context.couponEndsAt.map { ShopTime.format($0, timeZone: context.timeZone) },
                     emailLink: "",
-                    smsLink: ""
+                    smsLink: "",
+                    shopPostalAddress: context.shopPostalAddress ?? ""
                 )
             ),
             tokens: dependencies.tokens,
+            unsubscribeLinks: dependencies.unsubscribeLinks,
             emailLinks: ClaimLink.Template(
                 loginURL: context.loginURL,
                 channel: .email,

@@ -14,13 +14,17 @@ public struct AcceptedMessage: Sendable, Codable, Equatable {
     public var subject: String?
     /// The SMS text, or the email's text part.
     public var text: String
+    /// The email's HTML part.
+    public var html: String? = nil
+    /// The email's own headers (`List-Unsubscribe`, `List-Unsubscribe-Post`), as the request gave them.
+    public var headers: [String: String]? = nil
     /// Times the same idempotency key came again after it was accepted.
     public var repeats: Int
     /// When it was accepted.
     public var acceptedAt = Date()
 
     enum CodingKeys: String, CodingKey {
-        case id, channel, api, to, subject, text, repeats
+        case id, channel, api, to, subject, text, html, headers, repeats
         case idempotencyKey = "idempotency_key", acceptedAt = "accepted_at"
     }
 }

@@ -19,11 +19,13 @@ enum SimulatorRoutes {
                     key: key,
                     subject: json?["subject"]?.string,
                     text: json?["text"]?.string ?? "",
+                    html: json?["html"]?.string,
                     recipients: recipients.elements.map {
                         BatchRecipient(
                             to: $0["to"]?.string ?? "",
                             key: $0["idempotency_key"]?.string ?? "",
-                            substitutions: $0["substitutions"]
+                            substitutions: $0["substitutions"],
+                            headers: $0["headers"]
                         )
                     }
                 ) { id, _ in .json { $0.object(["id": id]) } }
@@ -35,7 +37,8 @@ enum SimulatorRoutes {
                 to: json?["to"]?.string ?? "",
                 key: key,
                 subject: json?["subject"]?.string,
-                text: json?["text"]?.string ?? ""
+                text: json?["text"]?.string ?? "",
+                email: EmailParts(html: json?["html"]?.string, headers: json?["headers"])
             ) { id, _ in .json { $0.object(["id": id]) } }
         case (.POST, "/webhook/sms"):
             let json = JSONValue(parsing: body)
@@ -62,6 +65,7 @@ enum SimulatorRoutes {
             let personalizations = json?["personalizations"]?.elements ?? []
             let content = json?["content"]?.elements ?? []
             let text = content.first { $0["type"]?.string == "text/plain" }?["value"]?.string ?? ""
+            let html = content.first { $0["type"]?.string == "text/html" }?["value"]?.string
             let subject = json?["subject"]?.string
             let requestKey =
                 head.headers.first(name: "Idempotency-Key")
@@ -79,6 +83,7 @@ enum SimulatorRoutes {
                     key: requestKey,
                     subject: subject,
                     text: text,
+                    email: EmailParts(html: html, headers: personalizations.first?["headers"]),
                     accepted: accepted
                 )
             }
@@ -86,7 +91,8 @@ enum SimulatorRoutes {
                 BatchRecipient(
                     to: personalization["to"]?[0]?["email"]?.string ?? "",
                     key: personalization["custom_args"]?["idempotency_key"]?.string ?? "",
-                    substitutions: personalization["substitutions"]
+                    substitutions: personalization["substitutions"],
+                    headers: personalization["headers"]
                 )
             }
             return batch(
@@ -95,6 +101,7 @@ enum SimulatorRoutes {
                 key: requestKey,
                 subject: subject,
                 text: text,
+                html: html,
                 recipients: recipients,
                 accepted: accepted
             )
@@ -151,6 +158,7 @@ enum SimulatorRoutes {
         key: String,
         subject: String?,
         text: String,
+        email: EmailParts = EmailParts(),
         invalidNumber: SimulatorReply = .error("refused"),
         accepted: (String, Int) -> SimulatorReply
     ) -> (SimulatorReply, Int?) {
@@ -180,6 +188,8 @@ enum SimulatorRoutes {
                 idempotencyKey: key,
                 subject: subject,
                 text: text,
+                html: email.html,
+                headers: email.headerValues,
                 repeats: 0
             )
         )
@@ -188,12 +198,27 @@ enum SimulatorRoutes {
         return (accepted(id, smsSegments(text)), delay)
     }
 
+    /// An email's HTML part and its own headers, which the simulator keeps for tests.
+    struct EmailParts {
+        var html: String?
+        /// An object of header name → value.
+        var headers: JSONValue?
+
+        var headerValues: [String: String]? {
+            headers.map {
+                Dictionary(($0.members).map { ($0.key, $0.value.string ?? "") }, uniquingKeysWith: { a, _ in a })
+            }
+        }
+    }
+
     /// One recipient of a batch request.
     struct BatchRecipient {
         var to: String
         var key: String
         /// An object of placeholder → value.
         var substitutions: JSONValue?
+        /// An object of header name → value: the recipient's own headers.
+        var headers: JSONValue?
 
         func fill(_ text: String) -> String {
             (substitutions?.members ?? []).reduce(text) {
@@ -210,6 +235,7 @@ enum SimulatorRoutes {
         key: String,
         subject: String?,
         text: String,
+        html: String?,
         recipients: [BatchRecipient],
         accepted: (String, Int) -> SimulatorReply
     ) -> (SimulatorReply, Int?) {
@@ -236,6 +262,8 @@ enum SimulatorRoutes {
                     idempotencyKey: recipient.key,
                     subject: subject.map(recipient.fill),
                     text: recipient.fill(text),
+                    html: html.map(recipient.fill),
+                    headers: EmailParts(headers: recipient.headers).headerValues,
                     repeats: 0
                 )
             )

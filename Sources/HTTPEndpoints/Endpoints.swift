@@ -27,6 +27,8 @@ public struct EndpointDependencies: Sendable {
     public var heartbeatTimeout: Double
     /// How `POST /sms/replies` checks its caller; without it the endpoint answers 404.
     public var smsReplies: SMSReplyAuthentication?
+    /// Checks the tokens of unsubscribe links (`/u/<token>`); without it every such link is refused.
+    public var unsubscribeTokens: UnsubscribeTokens?
 
     public init(
         connect: @escaping @Sendable () throws -> PostgresConnection,
@@ -36,7 +38,8 @@ public struct EndpointDependencies: Sendable {
         metrics: PrometheusCollectorRegistry?,
         schedulerHeartbeat: @escaping @Sendable () -> UInt64,
         heartbeatTimeout: Double = 30,
-        smsReplies: SMSReplyAuthentication? = nil
+        smsReplies: SMSReplyAuthentication? = nil,
+        unsubscribeTokens: UnsubscribeTokens? = nil
     ) {
         self.connect = connect
         self.reportLinks = reportLinks
@@ -46,11 +49,13 @@ public struct EndpointDependencies: Sendable {
         self.schedulerHeartbeat = schedulerHeartbeat
         self.heartbeatTimeout = heartbeatTimeout
         self.smsReplies = smsReplies
+        self.unsubscribeTokens = unsubscribeTokens
     }
 }
 
 /// The daemon's HTTP endpoints, meant to sit behind the platform's reverse proxy: the failure report behind the
-/// merchant's signed link, the store's claim call, and health for the orchestrator.
+/// merchant's signed link, the store's claim call, customers' short links, replies and unsubscribes, and health for the
+/// orchestrator.
 ///
 /// Handlers run on NIO's event loops and hand every database call to ``EndpointDatabase``'s blocking pool.
 final class Endpoints: Sendable {
@@ -75,6 +80,10 @@ final class Endpoints: Sendable {
         router.get("reports/:send") { [self] request, _ in try await report(request) }
         router.post("claims") { [self] request, _ in try await claim(request) }
         router.post("sms/replies") { [self] request, _ in try await smsReply(request) }
+        router.get("u/:token") { [self] _, context in try await unsubscribePage(context.parameters.get("token") ?? "") }
+        router.post("u/:token") { [self] request, context in
+            try await unsubscribe(context.parameters.get("token") ?? "", request: request)
+        }
         for channel in Messages.Channel.allCases {
             router.get("\(ShortLinks.pathSegment(channel))/:code") { [self] _, context in
                 try await followShortLink(context.parameters.get("code") ?? "", channel: channel)

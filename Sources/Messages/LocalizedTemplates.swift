@@ -11,9 +11,10 @@ public struct LocalizedTemplates: Sendable {
 
     /// Loads the default templates of `directory` and those of each locale subfolder.
     ///
+    /// - Parameter defaultLanguage: what the default templates are written in (`paths.templates_language`).
     /// - Throws: ``TemplateError`` naming a missing or unparsable file, in the default folder or a locale's.
-    public init(directory: URL) throws {
-        standard = try MessageTemplates(directory: directory)
+    public init(directory: URL, defaultLanguage: String = "en") throws {
+        standard = try MessageTemplates(directory: directory, language: Self.normalize(defaultLanguage))
         var byLocale: [String: MessageTemplates] = [:]
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         for entry in entries.sorted() {
@@ -24,7 +25,8 @@ public struct LocalizedTemplates: Sendable {
                     FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path)
                 })
             else { continue }
-            byLocale[Self.normalize(entry)] = try MessageTemplates(directory: folder)
+            let locale = Self.normalize(entry)
+            byLocale[locale] = try MessageTemplates(directory: folder, language: locale)
         }
         self.byLocale = byLocale
     }

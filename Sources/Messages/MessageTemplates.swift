@@ -19,6 +19,10 @@ public struct MessageContext: Sendable {
     public var couponEndsAt: String?
     public var emailLink: String
     public var smsLink: String
+    /// The shop's postal address, for the email's footer (CAN-SPAM asks for the sender's).
+    public var shopPostalAddress: String
+    /// The customer's one-click unsubscribe link (`<public_base_url>/u/<token>`), also in the email's headers.
+    public var unsubscribeLink: String
 
     public init(
         shopName: String,
@@ -27,7 +31,9 @@ public struct MessageContext: Sendable {
         couponDescription: String,
         couponEndsAt: String?,
         emailLink: String,
-        smsLink: String
+        smsLink: String,
+        shopPostalAddress: String = "",
+        unsubscribeLink: String = ""
     ) {
         self.shopName = shopName
         self.customerName = customerName
@@ -36,6 +42,8 @@ public struct MessageContext: Sendable {
         self.couponEndsAt = couponEndsAt
         self.emailLink = emailLink
         self.smsLink = smsLink
+        self.shopPostalAddress = shopPostalAddress
+        self.unsubscribeLink = unsubscribeLink
     }
 
     var values: [String: Any] {
@@ -45,6 +53,8 @@ public struct MessageContext: Sendable {
             "coupon_description": couponDescription,
             "email_link": emailLink,
             "sms_link": smsLink,
+            "shop_postal_address": shopPostalAddress,
+            "unsubscribe_link": unsubscribeLink,
         ]
         if let customerName, !customerName.isEmpty { values["customer_name"] = customerName }
         if let couponEndsAt { values["coupon_ends_at"] = couponEndsAt }
@@ -61,6 +71,10 @@ public struct TemplateError: Error, CustomStringConvertible {
 
 /// The four Mustache templates of a message, loaded from a folder an operator can edit.
 ///
+/// Besides the ``MessageContext`` values, a template can use `{{lang}}` and `{{dir}}`: the language its folder is
+/// written in and its direction (`rtl` for Arabic, Hebrew, Persian, Urdu and the like, else `ltr`), for
+/// `<html lang dir>`.
+///
 /// | file | renders | escaping |
 /// |---|---|---|
 /// | `email_subject.mustache` | the subject line | none (plain text) |
@@ -76,11 +90,15 @@ public struct MessageTemplates: Sendable {
     private let html: MustacheTemplate
     private let text: MustacheTemplate
     private let sms: MustacheTemplate
+    /// The language the templates are written in, as `lang` takes it (`en`, `fr-ca`).
+    public let language: String
 
     /// Loads and parses the templates of `directory`.
     ///
+    /// - Parameter language: what the templates are written in; `{{lang}}` and `{{dir}}` follow it.
     /// - Throws: ``TemplateError`` naming a missing or unparsable file.
-    public init(directory: URL) throws {
+    public init(directory: URL, language: String = "en") throws {
+        self.language = language
         func load(_ name: String, plainText: Bool) throws -> MustacheTemplate {
             try TemplateLoader.load(directory, name, plainText: plainText)
         }
@@ -111,8 +129,21 @@ public struct MessageTemplates: Sendable {
     }
 
     func renderRaw(_ context: MessageContext) -> (subject: String, html: String, text: String, sms: String) {
-        let values = context.values
+        var values = context.values
+        values["lang"] = language
+        values["dir"] = Self.direction(of: language)
         return (subject.render(values), html.render(values), text.render(values), sms.render(values))
+    }
+
+    /// Languages written right to left, by their ISO 639 code.
+    static let rightToLeft: Set<String> = [
+        "ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ps", "sd", "ug", "ur", "yi",
+    ]
+
+    /// `rtl` for a language written right to left (`ar`, `ar-EG`, `fa`), else `ltr`.
+    public static func direction(of language: String) -> String {
+        let code = language.lowercased().split(whereSeparator: { $0 == "-" || $0 == "_" }).first.map(String.init) ?? ""
+        return rightToLeft.contains(code) ? "rtl" : "ltr"
     }
 
     /// The text without leading and trailing white space and newlines: the scalars with Unicode's White_Space

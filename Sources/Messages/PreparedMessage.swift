@@ -3,11 +3,11 @@ import Foundation
 /// A send's message templates rendered once, with markers where each customer's name and links go.
 ///
 /// Rendering four Mustache templates per customer dominated the daemon's CPU time; with the shop and coupon fixed for
-/// a whole send, only three values change per customer, so they are spliced into pre-rendered text instead. The
+/// a whole send, only four values change per customer, so they are spliced into pre-rendered text instead. The
 /// result is the same text that ``MessageTemplates/render(_:)`` gives (tests hold the two to it).
 public struct PreparedMessage: Sendable {
     enum Slot: Sendable {
-        case name, emailLink, smsLink
+        case name, emailLink, smsLink, unsubscribeLink
     }
 
     enum Piece: Sendable {
@@ -25,6 +25,7 @@ public struct PreparedMessage: Sendable {
 
     static let markers: [(String, Slot)] = [
         ("\u{E000}N\u{E001}", .name), ("\u{E000}E\u{E001}", .emailLink), ("\u{E000}S\u{E001}", .smsLink),
+        ("\u{E000}U\u{E001}", .unsubscribeLink),
     ]
 
     init(templates: MessageTemplates, context: MessageContext) {
@@ -33,6 +34,7 @@ public struct PreparedMessage: Sendable {
             marked.customerName = name
             marked.emailLink = Self.markers[1].0
             marked.smsLink = Self.markers[2].0
+            marked.unsubscribeLink = Self.markers[3].0
             let rendered = templates.renderRaw(marked)
             return Variant(parts: [rendered.subject, rendered.html, rendered.text, rendered.sms].map(Self.pieces))
         }
@@ -42,7 +44,12 @@ public struct PreparedMessage: Sendable {
     }
 
     /// The message for one customer.
-    public func render(customerName: String?, emailLink: String, smsLink: String) -> RenderedMessage {
+    public func render(
+        customerName: String?,
+        emailLink: String,
+        smsLink: String,
+        unsubscribeLink: String = ""
+    ) -> RenderedMessage {
         let name = customerName.flatMap { $0.isEmpty ? nil : $0 }
         let variant = name == nil ? withoutName : withName
         func fill(_ pieces: [Piece], html: Bool) -> String {
@@ -56,6 +63,7 @@ public struct PreparedMessage: Sendable {
                     case .name: value = name ?? ""
                     case .emailLink: value = emailLink
                     case .smsLink: value = smsLink
+                    case .unsubscribeLink: value = unsubscribeLink
                     }
                     text += html ? Self.escapeHTML(value) : value
                 }
@@ -81,6 +89,8 @@ public struct PreparedMessage: Sendable {
         case emailLinkHTML = "-coupond_email_link_html-"
         case smsLink = "-coupond_sms_link-"
         case smsLinkHTML = "-coupond_sms_link_html-"
+        case unsubscribeLink = "-coupond_unsubscribe_link-"
+        case unsubscribeLinkHTML = "-coupond_unsubscribe_link_html-"
     }
 
     /// The email with a placeholder where each recipient's values go, for a gateway that sends one content to many
@@ -97,6 +107,8 @@ public struct PreparedMessage: Sendable {
                 case .slot(.name): return (html ? SubstitutionTag.nameHTML : .name).rawValue
                 case .slot(.emailLink): return (html ? SubstitutionTag.emailLinkHTML : .emailLink).rawValue
                 case .slot(.smsLink): return (html ? SubstitutionTag.smsLinkHTML : .smsLink).rawValue
+                case .slot(.unsubscribeLink):
+                    return (html ? SubstitutionTag.unsubscribeLinkHTML : .unsubscribeLink).rawValue
                 }
             }.joined()
         }
@@ -108,13 +120,17 @@ public struct PreparedMessage: Sendable {
     }
 
     /// One recipient's values for the tags of ``emailTemplate(withName:)``.
-    public func substitutions(customerName: String?, emailLink: String, smsLink: String) -> [(
-        tag: SubstitutionTag, value: String
-    )] {
+    public func substitutions(
+        customerName: String?,
+        emailLink: String,
+        smsLink: String,
+        unsubscribeLink: String = ""
+    ) -> [(tag: SubstitutionTag, value: String)] {
         let name = customerName.flatMap { $0.isEmpty ? nil : $0 } ?? ""
         return [
             (.name, name), (.nameHTML, Self.escapeHTML(name)), (.emailLink, emailLink),
             (.emailLinkHTML, Self.escapeHTML(emailLink)), (.smsLink, smsLink), (.smsLinkHTML, Self.escapeHTML(smsLink)),
+            (.unsubscribeLink, unsubscribeLink), (.unsubscribeLinkHTML, Self.escapeHTML(unsubscribeLink)),
         ]
     }
 
@@ -134,7 +150,7 @@ public struct PreparedMessage: Sendable {
 
     /// The escaping Mustache applies to `{{value}}` in HTML. Every claim link goes through it, so runs of bytes that
     /// need no escape are copied whole rather than appended one at a time.
-    static func escapeHTML(_ text: String) -> String {
+    public static func escapeHTML(_ text: String) -> String {
         var text = text
         return text.withUTF8 { utf8 in
             var escaped: [UInt8] = []

@@ -73,6 +73,8 @@ public struct SendContext: Sendable {
     public var installation: String
     /// The shop's locale: the language of a customer's messages when theirs has no templates.
     public var shopLocale: String? = nil
+    /// The shop's postal address, in every email's footer.
+    public var shopPostalAddress: String? = nil
 }
 
 /// The lease on a send was taken by another instance: stop working on it.
@@ -317,6 +319,7 @@ public struct EngineStore {
             let row = try connection.queryRow(
                 """
                 SELECT sh.name AS shop_name, sh.login_url, sh.merchant_email, sh.time_zone, sh.currency, sh.locale,
+                       sh.postal_address,
                        g.name AS group_name, c.title, c.description, c.ends_at,
                        (SELECT id FROM coupond.installation) AS installation
                 FROM coupond.sends s
@@ -338,7 +341,8 @@ public struct EngineStore {
             couponDescription: try row.decode("description"),
             couponEndsAt: try row.decode("ends_at", as: Date?.self),
             installation: try row.decode("installation"),
-            shopLocale: try row.decode("locale", as: String?.self)
+            shopLocale: try row.decode("locale", as: String?.self),
+            shopPostalAddress: try row.decode("postal_address", as: String?.self)
         )
     }
 

@@ -17,6 +17,8 @@ public struct PreviewSource: Sendable {
     /// The sample customer's locale and the shop's, which choose the templates' language.
     public var customerLocale: String?
     public var shopLocale: String?
+    /// The shop's postal address, in the email's footer; `nil` when the shop has none (email sends are refused).
+    public var shopPostalAddress: String?
     public var memberCount: Int
     /// Members the send would reach by SMS (`coupond.sms_unreachable`, as at the start): the estimate's multiplier.
     public var smsReachableCount: Int
@@ -91,6 +93,7 @@ public struct PreviewSource: Sendable {
             customerName: customerName,
             customerLocale: customerLocale,
             shopLocale: try shop.decode("locale", as: String?.self),
+            shopPostalAddress: try shop.decode("postal_address", as: String?.self),
             memberCount: try counts?.decode("members") ?? 0,
             smsReachableCount: try counts?.decode("sms_reachable") ?? 0
         )

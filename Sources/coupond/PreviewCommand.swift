@@ -3,6 +3,7 @@ import CoupondDaemon
 import Foundation
 import Messages
 import Postgres
+import Signing
 import Storage
 
 struct PreviewCommand: ParsableCommand {
@@ -70,7 +71,10 @@ struct PreviewCommand: ParsableCommand {
             let templateDirectory = templates.map { URL(fileURLWithPath: $0) } ?? configuration.templatesDirectory
             let messageTemplates: LocalizedTemplates
             do {
-                messageTemplates = try LocalizedTemplates(directory: templateDirectory)
+                messageTemplates = try LocalizedTemplates(
+                    directory: templateDirectory,
+                    defaultLanguage: configuration.templatesLanguage
+                )
             } catch let error as TemplateError {
                 throw CommandFailure(.config, error.description)
             }
@@ -95,6 +99,8 @@ struct PreviewCommand: ParsableCommand {
                 templates: messageTemplates,
                 price: configuration.smsPricePerSegment,
                 shortLinks: configuration.shortLinks,
+                unsubscribeBaseURL: configuration.publicBaseURL,
+                sendID: send,
                 locale: locale
             )
             print(json ? OutputFormat.json(output) : text(output))
@@ -117,6 +123,8 @@ struct PreviewCommand: ParsableCommand {
         templates: LocalizedTemplates,
         price: Decimal?,
         shortLinks: ShortLinks?,
+        unsubscribeBaseURL: String? = nil,
+        sendID: Int64? = nil,
         locale requested: String? = nil
     ) -> Output {
         // The locale asked for, else the one the send would choose for this customer.
@@ -141,7 +149,11 @@ struct PreviewCommand: ParsableCommand {
                 couponDescription: source.couponDescription,
                 couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
                 emailLink: link(.email),
-                smsLink: link(.sms)
+                smsLink: link(.sms),
+                shopPostalAddress: source.shopPostalAddress ?? "",
+                unsubscribeLink: unsubscribeBaseURL.map {
+                    UnsubscribeLinks.sample(baseURL: $0, sendID: sendID ?? 0, customerID: source.customerID ?? 0)
+                } ?? ""
             )
         )
         let perMessage = price.map { $0 * Decimal(message.smsSegments.count) }

@@ -98,7 +98,10 @@ extension ScheduleCommand {
     func refuseTooLongSMS(_ configuration: Configuration, _ connection: PostgresConnection) throws {
         let templates: LocalizedTemplates
         do {
-            templates = try LocalizedTemplates(directory: configuration.templatesDirectory)
+            templates = try LocalizedTemplates(
+                directory: configuration.templatesDirectory,
+                defaultLanguage: configuration.templatesLanguage
+            )
         } catch let error as TemplateError {
             throw CommandFailure(.config, error.description)
         }

@@ -324,12 +324,29 @@ import Testing
         )
     }
 
+    @Test func emailWithoutAPublicBaseURLIsRefusedForItsUnsubscribeLinks() throws {
+        let folder = try Self.configurationFolder { path in
+            """
+            {"email": {"url": "http://127.0.0.1:1/e", "from": "a@b.example", "credential_file": "\(path)/token"},
+             "links": {"claim_key_file": "\(path)/key"}}
+            """
+        }
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let result = try runProduct("coupond", ["run", "--config", folder.appendingPathComponent("c.json").path])
+        #expect(result.status == 78)
+        #expect(
+            result.stderr.contains("links.public_base_url is required with email: every email carries a one-click"),
+            "\(result.stderr)"
+        )
+    }
+
     @Test func aDatabaseAtAnotherSchemaVersionIsRefused() throws {
         try TestDatabase.with(migrated: false) { db in
             let folder = try Self.configurationFolder { path in
                 """
                 {"email": {"url": "http://127.0.0.1:1/e", "from": "a@b.example", "credential_file": "\(path)/token"},
-                 "links": {"claim_key_file": "\(path)/key"}}
+                 "links": {"claim_key_file": "\(path)/key", "report_key_file": "\(path)/key",
+                           "public_base_url": "https://coupond.example"}}
                 """
             }
             defer { try? FileManager.default.removeItem(at: folder) }

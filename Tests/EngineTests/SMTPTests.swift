@@ -81,6 +81,8 @@ import Testing
             #expect(first.contains("From: <coupons@shop.example>"))
             #expect(first.contains("Content-Type: multipart/alternative"))
             #expect(first.contains("Message-ID: <coupond-"))
+            #expect(first.contains("\r\nList-Unsubscribe: <https://coupond.example/u/\(send)."))
+            #expect(first.contains("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"))
             let parts = first.components(separatedBy: "Content-Transfer-Encoding: base64\r\n\r\n")
             #expect(parts.count == 3)
             let text = parts.dropFirst().first.flatMap { part in

@@ -46,6 +46,30 @@ import Testing
         let parse = #expect(throws: TemplateError.self) { try MessageTemplates(directory: folder) }
         #expect(parse?.description.contains("not valid Mustache") == true)
     }
+
+    @Test func theEmailIsMarkedWithItsTemplatesLanguageAndDirectionAndIsolatesNames() throws {
+        let folder = repositoryRoot.appendingPathComponent("templates")
+        let english = try MessageTemplates(directory: folder).render(context)
+        #expect(english.emailHTML.contains(#"<html lang="en" dir="ltr">"#))
+        #expect(english.emailHTML.contains("Hi <bdi>Ann</bdi>,"))
+        let arabic = try MessageTemplates(directory: folder, language: "ar-eg").render(context)
+        #expect(arabic.emailHTML.contains(#"<html lang="ar-eg" dir="rtl">"#))
+        #expect(MessageTemplates.direction(of: "he") == "rtl" && MessageTemplates.direction(of: "fr_CA") == "ltr")
+    }
+
+    @Test func theEmailHasAViewportAColourSchemeAPreheaderAndAFooterWithTheShopsAddress() throws {
+        var context = self.context
+        context.shopPostalAddress = "1 Market Street, Springfield"
+        context.unsubscribeLink = "https://coupond.example/u/1.2.x"
+        let html = try MessageTemplates(directory: repositoryRoot.appendingPathComponent("templates")).render(context)
+            .emailHTML
+        #expect(html.contains(#"<meta name="viewport" content="width=device-width, initial-scale=1">"#))
+        #expect(html.contains(#"<meta name="color-scheme" content="light dark">"#))
+        #expect(html.contains("max-width: 600px"))
+        #expect(html.contains("set aside a coupon for you: 10% off.&#847;"))
+        #expect(html.contains("<bdi>1 Market Street, Springfield</bdi>"))
+        #expect(html.contains(#"<a class="link" href="https://coupond.example/u/1.2.x""#))
+    }
 }
 
 @Suite struct PreparedMessageTests {
@@ -59,10 +83,17 @@ import Testing
             couponDescription: "Orders > $50",
             couponEndsAt: "2026-12-31 23:59",
             emailLink: "https://shop.example/login?a=1&coupon_claim_token=abc&utm_medium=email",
-            smsLink: "https://shop.example/login?a=1&coupon_claim_token=abc&utm_medium=sms"
+            smsLink: "https://shop.example/login?a=1&coupon_claim_token=abc&utm_medium=sms",
+            shopPostalAddress: "1 Rue <Haute> & Co, Paris",
+            unsubscribeLink: "https://coupond.example/u/1.2.abc&d"
         )
         let prepared = templates.prepare(context)
-        let fast = prepared.render(customerName: name, emailLink: context.emailLink, smsLink: context.smsLink)
+        let fast = prepared.render(
+            customerName: name,
+            emailLink: context.emailLink,
+            smsLink: context.smsLink,
+            unsubscribeLink: context.unsubscribeLink
+        )
         #expect(fast == templates.render(context))
     }
 
@@ -81,9 +112,15 @@ import Testing
             )
         )
         let link = "https://shop.example/login?coupon_claim_token=Zx9&utm_medium=email&utm_campaign=coupon-1"
-        let expected = prepared.render(customerName: name, emailLink: link, smsLink: "")
+        let unsubscribe = "https://coupond.example/u/4.5.Mac&mac"
+        let expected = prepared.render(customerName: name, emailLink: link, smsLink: "", unsubscribeLink: unsubscribe)
         let template = prepared.emailTemplate(withName: !name.isEmpty)
-        let values = prepared.substitutions(customerName: name, emailLink: link, smsLink: "")
+        let values = prepared.substitutions(
+            customerName: name,
+            emailLink: link,
+            smsLink: "",
+            unsubscribeLink: unsubscribe
+        )
         func fill(_ text: String) -> String {
             values.reduce(text) { $0.replacingOccurrences(of: $1.tag.rawValue, with: $1.value) }
         }
@@ -91,5 +128,7 @@ import Testing
         #expect(fill(template.html) == expected.emailHTML)
         #expect(fill(template.text) == expected.emailText)
         #expect(template.html.contains(PreparedMessage.SubstitutionTag.emailLinkHTML.rawValue))
+        #expect(expected.emailHTML.contains(#"href="https://coupond.example/u/4.5.Mac&amp;mac""#))
+        #expect(expected.emailText.contains("Unsubscribe: \(unsubscribe)"))
     }
 }

@@ -120,7 +120,7 @@ import Testing
     static func insertVersion4Data(_ db: TestDatabase) throws {
         let fixtures = Fixtures(db.connection)
         try fixtures.setClock(utc(2026, 12, 1, 10))
-        let shop = try fixtures.shop()
+        let shop = try fixtures.shop(postalAddress: nil)
         let group = try fixtures.group(shop: shop, members: 3)
         let coupon = try fixtures.coupon(shop: shop)
         for hour in [14, 15] {

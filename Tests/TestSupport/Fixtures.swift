@@ -19,8 +19,14 @@ public struct Fixtures {
         )
     }
 
-    public func shop(timeZone: String = "UTC", name: String = "Test Shop", currency: String = "USD") throws -> Int64 {
-        try connection.queryRow(
+    /// A shop; `postalAddress: nil` leaves the column out, for a schema from before migration 20.
+    public func shop(
+        timeZone: String = "UTC",
+        name: String = "Test Shop",
+        currency: String = "USD",
+        postalAddress: String? = "1 Market Street, Springfield 12345, USA"
+    ) throws -> Int64 {
+        let id: Int64 = try connection.queryRow(
             """
             INSERT INTO coupond.shops (name, login_url, merchant_email, time_zone, currency)
             VALUES (\(name), 'https://shop.example/account/login?lang=en', 'owner@shop.example', \(timeZone), \
@@ -28,6 +34,10 @@ public struct Fixtures {
             RETURNING id
             """
         )!.decode("id")
+        if let postalAddress {
+            try connection.execute("UPDATE coupond.shops SET postal_address = \(postalAddress) WHERE id = \(id)")
+        }
+        return id
     }
 
     /// A group with `members` customers, each with an email, a mobile number and consent for both channels.
