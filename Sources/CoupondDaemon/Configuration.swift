@@ -241,8 +241,8 @@ public struct Configuration: Sendable, Decodable {
         return (host.isEmpty ? "0.0.0.0" : host, port)
     }
 
-    /// A decimal price such as `0.0075`.
-    static func price(_ text: String) -> Decimal? {
+    /// A decimal price such as `0.0075`: digits, optionally a point and more digits.
+    public static func price(_ text: String) -> Decimal? {
         guard text.range(of: #"^[0-9]+(\.[0-9]+)?$"#, options: .regularExpression) != nil else { return nil }
         return Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
     }

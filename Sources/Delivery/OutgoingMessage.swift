@@ -40,6 +40,8 @@ public enum FailureReason: String, Sendable, Codable, CaseIterable {
     case retriesExhausted = "retries_exhausted"
     /// The SMS is longer than the 1,600 characters providers take; it was not sent.
     case messageTooLong = "message_too_long"
+    /// Sending the SMS would have taken the send's SMS cost over its `sms_budget`; it was not sent.
+    case budgetExhausted = "budget_exhausted"
     /// The message may have gone out, nothing said whether it did, and the `on_unknown` policy is `skip`.
     case deliveryUnconfirmed = "delivery_unconfirmed"
     case systemError = "system_error"

@@ -16,6 +16,8 @@ struct BatchDispatch {
     let sms: GatewayDispatcher?
     /// Stops this send's requests, retries included, when the worker lets the send go.
     let cancellation: CurlCancellation
+    /// Takes back the reservation of an SMS that did not go out.
+    var smsBudget: SMSBudget? = nil
 
     /// Hands a batch to the gateways without waiting.
     func submit(_ prepared: [PreparedRecipient], message: LocalizedMessage) -> InFlightBatch {
@@ -32,23 +34,29 @@ struct BatchDispatch {
             }
             if let reason = recipient.smsRefusal {
                 collector.expect()
-                collector.set(
-                    index,
-                    sms: .failed(reason, detail: "SMS over \(SMSSegments.maxCharacters) characters", attempts: 0)
-                )
+                collector.set(index, sms: .failed(reason, detail: Self.refusalDetail(reason), attempts: 0))
             }
             if let request = recipient.sms, let sms {
                 collector.expect()
+                let (budget, reserved) = (smsBudget, recipient.smsReserved)
                 sms.dispatch(
                     request,
                     probe: recipient.smsProbe,
                     unknown: recipient.smsUnknown,
                     cancellation: cancellation
-                ) { collector.set(index, sms: $0) }
+                ) { outcome in
+                    if let budget, let reserved, SMSBudget.releases(outcome) { budget.release(reserved) }
+                    collector.set(index, sms: outcome)
+                }
             }
         }
         collector.sealed()
         return InFlightBatch(prepared: prepared, collector: collector)
+    }
+
+    static func refusalDetail(_ reason: FailureReason) -> String {
+        reason == .budgetExhausted
+            ? "the send's SMS budget cannot pay for this SMS" : "SMS over \(SMSSegments.maxCharacters) characters"
     }
 
     /// Sends the batch's emails in requests of many recipients each: one content per variant (locale, and with or

@@ -24,8 +24,10 @@ struct PreparedRecipient: Sendable {
     var smsUnknown = false
     /// What finds the SMS in the provider's records, on a gateway that keeps them (``ReconcilingGateway``).
     var smsProbe: DeliveryProbe?
-    /// Why the SMS is not sent at all (it is over 1,600 characters): it fails with this reason without a request.
+    /// Why the SMS is not sent at all (over 1,600 characters, or over the budget): it fails without a request.
     var smsRefusal: FailureReason?
+    /// What the SMS holds of the send's budget, given back if it certainly does not go out.
+    var smsReserved: Decimal?
 }
 
 /// Issues claim links and renders messages for a batch on a bounded number of Dispatch threads.
@@ -45,6 +47,8 @@ struct BatchPreparation: Sendable {
     let smsGateway: GatewayDispatcher?
     /// No later than the send's first message: its scheduled hour.
     let sendStartedBy: Date
+    /// The send's SMS budget, when it has one.
+    let smsBudget: SMSBudget?
 
     func prepare(_ batch: [PendingRecipient]) -> [PreparedRecipient] {
         guard !batch.isEmpty else { return [] }
@@ -58,7 +62,9 @@ struct BatchPreparation: Sendable {
                 results.set(index, prepare(batch[index]))
             }
         }
-        return results.values
+        var prepared = results.values
+        smsBudget?.apply(to: &prepared)
+        return prepared
     }
 
     private func prepare(_ recipient: PendingRecipient) -> PreparedRecipient {

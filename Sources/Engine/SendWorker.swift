@@ -148,11 +148,13 @@ final class SendWorker: Sendable {
     /// Sends to every pending recipient, batch by batch. Returns `false` when stopped before the end.
     private func deliver(_ send: ClaimedSend, store: EngineStore, logger: Logger) throws -> Bool {
         let context = try store.context(of: send)
+        let budget = try smsBudget(for: send, context: context, store: store)
         let dispatch = BatchDispatch(
             keys: IdempotencyKeys(context, sendID: send.id),
             email: dependencies.email,
             sms: dependencies.sms,
-            cancellation: cancellation
+            cancellation: cancellation,
+            smsBudget: budget
         )
         let preparation = BatchPreparation(
             sendID: send.id,
@@ -185,7 +187,8 @@ final class SendWorker: Sendable {
             threads: settings.preparationThreads,
             emailGateway: dependencies.email,
             smsGateway: dependencies.sms,
-            sendStartedBy: send.scheduledAt
+            sendStartedBy: send.scheduledAt,
+            smsBudget: budget
         )
         let inFlightStore = InFlightStore(connection: store.connection, owner: send.leaseHolder)
         // Messages a crashed or cut-off holder had out may have gone: on a gateway that does not drop repeats they
@@ -246,6 +249,16 @@ final class SendWorker: Sendable {
             metadata: ["sent": "\(summary?.sentCount ?? 0)", "failed": "\(summary?.failedCount ?? 0)"]
         )
         return true
+    }
+
+    /// The send's SMS budget, less what its SMS recorded as sent already cost; `nil` without a budget. Costs are at
+    /// the daemon's price per segment, else at the one the send was estimated at.
+    private func smsBudget(for send: ClaimedSend, context: SendContext, store: EngineStore) throws -> SMSBudget? {
+        guard let limit = context.smsBudget, let price = settings.smsPricePerSegment ?? context.smsBudgetPrice else {
+            return nil
+        }
+        let spent = price * Decimal(try store.sentSMSSegments(sendID: send.id))
+        return SMSBudget(limit: limit, pricePerSegment: price, spent: spent)
     }
 
     /// The send loop: keeps up to `batchesInFlight` batches with the gateways and records each as it completes.

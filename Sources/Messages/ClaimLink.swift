@@ -57,6 +57,9 @@ public enum ClaimLink {
             suffix = String(link[range.upperBound...])
         }
 
+        /// What comes before and after a URL-safe token in every link of this template.
+        public var around: (prefix: String, suffix: String) { (prefix, suffix) }
+
         /// The link for `token`; the same text ``ClaimLink/make(loginURL:token:channel:campaign:)`` gives.
         public func link(token: String) -> String {
             // Claim tokens (`<send>.<customer>.<mac>`) are all unreserved characters (RFC 3986), which query encoding

@@ -119,6 +119,19 @@ public struct PreparedMessage: Sendable {
         )
     }
 
+    /// The SMS with ``SMSShape/nameMarker`` and ``SMSShape/linkMarker`` where each customer's name and SMS link go,
+    /// before the trimming every rendered SMS gets.
+    public func smsTemplate(withName: Bool) -> String {
+        (withName ? self.withName : withoutName).parts[3].map { piece in
+            switch piece {
+            case .text(let literal): return literal
+            case .slot(.name): return SMSShape.nameMarker
+            case .slot(.smsLink): return SMSShape.linkMarker
+            case .slot(.emailLink), .slot(.unsubscribeLink): return ""
+            }
+        }.joined()
+    }
+
     /// One recipient's values for the tags of ``emailTemplate(withName:)``.
     public func substitutions(
         customerName: String?,

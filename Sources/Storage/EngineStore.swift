@@ -75,6 +75,9 @@ public struct SendContext: Sendable {
     public var shopLocale: String? = nil
     /// The shop's postal address, in every email's footer.
     public var shopPostalAddress: String? = nil
+    /// Most the send's SMS may cost (`sends.sms_budget`), and the price per segment it was estimated at.
+    public var smsBudget: Decimal? = nil
+    public var smsBudgetPrice: Decimal? = nil
 }
 
 /// The lease on a send was taken by another instance: stop working on it.
@@ -319,7 +322,8 @@ public struct EngineStore {
             let row = try connection.queryRow(
                 """
                 SELECT sh.name AS shop_name, sh.login_url, sh.merchant_email, sh.time_zone, sh.currency, sh.locale,
-                       sh.postal_address,
+                       sh.postal_address, s.sms_budget,
+                       (s.sms_shape ->> 'price_per_segment')::numeric AS shape_price,
                        g.name AS group_name, c.title, c.description, c.ends_at,
                        (SELECT id FROM coupond.installation) AS installation
                 FROM coupond.sends s
@@ -342,8 +346,21 @@ public struct EngineStore {
             couponEndsAt: try row.decode("ends_at", as: Date?.self),
             installation: try row.decode("installation"),
             shopLocale: try row.decode("locale", as: String?.self),
-            shopPostalAddress: try row.decode("postal_address", as: String?.self)
+            shopPostalAddress: try row.decode("postal_address", as: String?.self),
+            smsBudget: try row.decode("sms_budget", as: Decimal?.self),
+            smsBudgetPrice: try row.decode("shape_price", as: Decimal?.self)
         )
+    }
+
+    /// Segments of the send's SMS that went out (the recipients recorded as sent): what a resumed send has already
+    /// spent of its budget.
+    public func sentSMSSegments(sendID: Int64) throws -> Int {
+        try connection.queryRow(
+            """
+            SELECT coalesce(sum(coalesce(sms_segments, 1)), 0)::bigint AS segments FROM coupond.send_recipients
+            WHERE send_id = \(sendID) AND sms_status = 'sent'
+            """
+        )?.decode("segments", as: Int.self) ?? 0
     }
 
     /// Records a batch's outcomes and adds the finished customers to the send's counts, in one transaction that

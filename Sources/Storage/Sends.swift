@@ -17,14 +17,29 @@ public struct SendRequest: Sendable, Equatable {
     public var email: Bool
     public var sms: Bool
     public var time: ScheduledTime
+    /// Most the send's SMS may cost, in the shop's currency (`sends.sms_budget`).
+    public var smsBudget: Decimal?
+    /// The SMS with markers, as `sends.sms_shape` takes it (``Messages/SMSShape``'s JSON).
+    public var smsShape: String?
 
-    public init(shopID: Int64, groupID: Int64, couponID: Int64, email: Bool, sms: Bool, time: ScheduledTime) {
+    public init(
+        shopID: Int64,
+        groupID: Int64,
+        couponID: Int64,
+        email: Bool,
+        sms: Bool,
+        time: ScheduledTime,
+        smsBudget: Decimal? = nil,
+        smsShape: String? = nil
+    ) {
         self.shopID = shopID
         self.groupID = groupID
         self.couponID = couponID
         self.email = email
         self.sms = sms
         self.time = time
+        self.smsBudget = smsBudget
+        self.smsShape = smsShape
     }
 }
 
@@ -72,6 +87,8 @@ public struct SendSummary: Sendable, Codable, Equatable {
     public var warningHint: String?
     public var warnedAt: Date?
     public var cancelUntil: Date
+    /// Most the send's SMS may cost (`sms_budget`); `nil` for no limit.
+    public var smsBudget: Decimal?
 
     init(row: PostgresRow) throws {
         sendID = try row.decode("send_id")
@@ -108,6 +125,7 @@ public struct SendSummary: Sendable, Codable, Equatable {
         warningHint = try row.decode("warning_hint", as: String?.self)
         warnedAt = try row.decode("warned_at", as: Date?.self)
         cancelUntil = try row.decode("cancel_until")
+        smsBudget = try row.decode("sms_budget", as: Decimal?.self)
         // A text[] of reason names, which hold neither commas nor quotes: `{retries_exhausted,no_consent}`.
         retryReasons = try row.decode("retry_reasons", as: String?.self).map {
             $0.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").map(String.init)
@@ -187,9 +205,10 @@ public struct SendStore {
             scheduledAt = "coupond.shop_hour(\(request.shopID), \(text)::timestamp)"
         }
         let insert: PostgresQuery = """
-            INSERT INTO coupond.sends (shop_id, group_id, coupon_id, send_email, send_sms, scheduled_at)
+            INSERT INTO coupond.sends (shop_id, group_id, coupon_id, send_email, send_sms, scheduled_at, sms_budget,
+                                       sms_shape)
             VALUES (\(request.shopID), \(request.groupID), \(request.couponID), \(request.email), \(request.sms), \
-            \(subquery: scheduledAt))
+            \(subquery: scheduledAt), \(request.smsBudget.map { "\($0)" })::numeric, \(request.smsShape)::jsonb)
             RETURNING id
             """
         let id: Int64

@@ -87,8 +87,9 @@ enum OutputFormat {
         if send.reconciledCount > 0 {
             lines.append(("Reconciled", "\(send.reconciledCount) messages whose delivery was unknown, now settled"))
         }
-        if send.sms && send.smsSegments > 0 {
-            lines.append(("SMS cost", "\(send.smsSegments) segments, \(send.smsCost) \(send.currency)"))
+        if send.sms && (send.smsSegments > 0 || send.smsBudget != nil) {
+            let budget = send.smsBudget.map { " (budget \($0) \(send.currency))" } ?? ""
+            lines.append(("SMS cost", "\(send.smsSegments) segments, \(send.smsCost) \(send.currency)\(budget)"))
         }
         lines.removeAll { $0.1.isEmpty }
         let width = lines.map(\.0.count).max() ?? 0

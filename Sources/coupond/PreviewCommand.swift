@@ -11,9 +11,11 @@ struct PreviewCommand: ParsableCommand {
         commandName: "preview",
         abstract: "Shows what a customer will receive: email subject, HTML and text parts, and the SMS.",
         discussion: """
-            Renders the operator's templates for a sample member of the group (the first one, or --customer). For \
-            SMS it prints the encoding (GSM-7 or UCS-2), the number of segments and the estimated fee, from \
-            sms.price_per_segment in the configuration (or COUPOND_SMS_PRICE_PER_SEGMENT), in the shop's currency.
+            Renders the operator's templates for a sample member of the group (the first one, or --customer), and \
+            prints the sample SMS's encoding (GSM-7 or UCS-2) and segments. The SMS cost is exact: every member SMS \
+            can reach is counted with their own name, link and locale (coupond.sms_estimate), at \
+            sms.price_per_segment from the configuration (or COUPOND_SMS_PRICE_PER_SEGMENT), in the shop's currency. \
+            --json also prints sms_shape, what a send's sms_shape column takes to hold an sms_budget to.
 
             coupond preview --shop 1 --group 7 --coupon 3
             coupond preview --send 42 --json
@@ -58,8 +60,13 @@ struct PreviewCommand: ParsableCommand {
         var smsSegments: Int
         var smsPricePerSegment: Decimal?
         var smsFeePerMessage: Decimal?
+        /// Customers the SMS would go to, and their segments counted one by one.
         var smsRecipients: Int
+        var smsSegmentsTotal: Int
+        var smsRecipientsBySegments: [String: Int]
+        /// The exact cost: every recipient's segments at the price per segment.
         var smsEstimatedFee: Decimal?
+        var smsShape: SMSShape?
         var currency: String
         /// The locale whose templates rendered it; `nil` for the default ones.
         var locale: String?
@@ -94,7 +101,7 @@ struct PreviewCommand: ParsableCommand {
                 couponID: ids.coupon,
                 customerID: customer
             )
-            let output = Self.render(
+            var output = Self.render(
                 source,
                 templates: messageTemplates,
                 price: configuration.smsPricePerSegment,
@@ -103,6 +110,25 @@ struct PreviewCommand: ParsableCommand {
                 sendID: send,
                 locale: locale
             )
+            if let shape = Self.smsShape(
+                source,
+                templates: messageTemplates,
+                price: configuration.smsPricePerSegment,
+                shortLinks: configuration.shortLinks
+            ) {
+                let estimate = try SMSEstimate.load(
+                    on: connection,
+                    shopID: ids.shop,
+                    groupID: ids.group,
+                    sendID: send,
+                    shape: shape.json
+                )
+                output.smsShape = shape
+                output.smsRecipients = estimate.recipients
+                output.smsSegmentsTotal = estimate.segments
+                output.smsRecipientsBySegments = estimate.recipientsBySegments
+                output.smsEstimatedFee = configuration.smsPricePerSegment.map { $0 * Decimal(estimate.segments) }
+            }
             print(json ? OutputFormat.json(output) : text(output))
             if SMSSegments.isTooLong(output.smsText) {
                 throw CommandFailure(.refused, Self.tooLong(characters: output.smsText.unicodeScalars.count))
@@ -169,20 +195,57 @@ struct PreviewCommand: ParsableCommand {
             smsPricePerSegment: price,
             smsFeePerMessage: perMessage,
             smsRecipients: source.smsReachableCount,
+            smsSegmentsTotal: message.smsSegments.count * source.smsReachableCount,
+            smsRecipientsBySegments: [:],
             smsEstimatedFee: perMessage.map { $0 * Decimal(source.smsReachableCount) },
+            smsShape: nil,
             currency: source.currency,
             locale: locale
         )
     }
 
+    /// The send's SMS with markers for each customer's name and link, which `coupond.sms_estimate` renders for every
+    /// member; `nil` when the shop's login URL makes no link.
+    static func smsShape(
+        _ source: PreviewSource,
+        templates: LocalizedTemplates,
+        price: Decimal?,
+        shortLinks: ShortLinks?
+    ) -> SMSShape? {
+        let claimLinks = ClaimLink.Template(
+            loginURL: source.loginURL,
+            channel: .sms,
+            campaign: ClaimLink.campaign(couponID: source.couponID)
+        )
+        guard let link = SMSShape.link(shortLinks: shortLinks, claimLinks: claimLinks) else { return nil }
+        let message = templates.prepare(
+            MessageContext(
+                shopName: source.shopName,
+                customerName: nil,
+                couponTitle: source.couponTitle,
+                couponDescription: source.couponDescription,
+                couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
+                emailLink: "",
+                smsLink: "",
+                shopPostalAddress: source.shopPostalAddress ?? ""
+            )
+        )
+        return SMSShape(message: message, link: link, pricePerSegment: price)
+    }
+
     private func text(_ output: Output) -> String {
+        let counts = output.smsRecipientsBySegments.sorted { Int($0.key) ?? 0 < Int($1.key) ?? 0 }
+            .map { $0.key == "0" ? "\($0.value) too long to send" : "\($0.value) in \($0.key)" }
+            .joined(separator: ", ")
         let fee: String
-        if let perMessage = output.smsFeePerMessage, let total = output.smsEstimatedFee {
+        if let total = output.smsEstimatedFee, let price = output.smsPricePerSegment {
             fee =
-                "\(perMessage) \(output.currency) per message; about \(total) \(output.currency) for "
-                + "\(output.smsRecipients) customers with a mobile number and SMS consent"
+                "\(total) \(output.currency): \(output.smsSegmentsTotal) segments at \(price) for \(output.smsRecipients) "
+                + "customers with a mobile number and SMS consent (\(counts.isEmpty ? "none" : counts) segment(s))"
         } else {
-            fee = "unknown (set sms.price_per_segment in the configuration)"
+            fee =
+                "unknown (set sms.price_per_segment in the configuration): \(output.smsSegmentsTotal) segments for "
+                + "\(output.smsRecipients) customers"
         }
         return """
             Sample customer: \(output.customerID.map(String.init) ?? "none (the group is empty)")
@@ -199,7 +262,7 @@ struct PreviewCommand: ParsableCommand {
             \(output.smsText)
 
             Encoding: \(output.smsEncoding), \(output.smsCharacters) characters, \(output.smsSegments) segment(s)
-            Estimated fee: \(fee)
+            SMS cost, exact: \(fee)
             """
     }
 }

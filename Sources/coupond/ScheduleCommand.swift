@@ -14,9 +14,14 @@ struct ScheduleCommand: ParsableCommand {
             a published "get coupon link" coupon for all customers, not expired, with more receives left than the \
             group has customers. The database checks all of this; a refusal names the rule (exit code 65).
 
+            With --sms-budget, the send's SMS may cost at most that much, in the shop's currency: scheduling is \
+            refused when the exact cost (every customer's own SMS, as coupond preview counts it) is over it, and at \
+            the hour the engine sends no SMS that would go over it.
+
             Examples:
               coupond schedule --shop 1 --group 7 --coupon 3 --channels email,sms --at "2026-12-01 10:00"
               coupond schedule --shop 1 --group 7 --coupon 3 --channels sms --at 2026-12-01T04:30:00Z
+              coupond schedule --shop 1 --group 7 --coupon 3 --channels sms --at "2026-12-01 10:00" --sms-budget 250
             """
     )
 
@@ -44,11 +49,31 @@ struct ScheduleCommand: ParsableCommand {
     )
     var at: String
 
+    @Option(
+        help: ArgumentHelp(
+            "Most the send's SMS may cost, in the shop's currency (needs sms.price_per_segment).",
+            valueName: "amount"
+        )
+    )
+    var smsBudget: String?
+
     @Flag(help: "Print the new send as JSON.") var json = false
 
     func validate() throws {
-        _ = try parsedChannels()
+        let channels = try parsedChannels()
         _ = try parsedTime()
+        if smsBudget != nil {
+            _ = try parsedBudget()
+            guard channels.sms else { throw ValidationError("--sms-budget needs sms among --channels") }
+        }
+    }
+
+    func parsedBudget() throws -> Decimal? {
+        guard let smsBudget else { return nil }
+        guard let budget = Configuration.price(smsBudget), budget > 0 else {
+            throw ValidationError("--sms-budget must be an amount above 0 such as 250 or 12.50 (got \"\(smsBudget)\")")
+        }
+        return budget
     }
 
     func parsedChannels() throws -> (email: Bool, sms: Bool) {
@@ -75,7 +100,14 @@ struct ScheduleCommand: ParsableCommand {
             let configuration = try global.loadConfiguration()
             let connection = try global.connect(configuration)
             defer { connection.close() }
-            if channels.sms { try refuseTooLongSMS(configuration, connection) }
+            let budget = try parsedBudget()
+            if budget != nil && configuration.smsPricePerSegment == nil {
+                throw CommandFailure(
+                    .config,
+                    "--sms-budget needs sms.price_per_segment in the configuration, to know what a segment costs"
+                )
+            }
+            let shape = channels.sms ? try checkedSMSShape(configuration, connection) : nil
             let send = try SendStore(connection: connection).schedule(
                 SendRequest(
                     shopID: shop,
@@ -83,7 +115,9 @@ struct ScheduleCommand: ParsableCommand {
                     couponID: coupon,
                     email: channels.email,
                     sms: channels.sms,
-                    time: try parsedTime()
+                    time: try parsedTime(),
+                    smsBudget: budget,
+                    smsShape: shape?.json
                 )
             )
             print(json ? OutputFormat.json(send) : OutputFormat.details(send))
@@ -94,8 +128,8 @@ struct ScheduleCommand: ParsableCommand {
 extension ScheduleCommand {
     /// Refuses an SMS send whose text, for the group's longest-named member in any locale's templates, is over the
     /// 1,600 characters providers take: the templates and the coupon are known now, and every such SMS would fail at
-    /// the hour.
-    func refuseTooLongSMS(_ configuration: Configuration, _ connection: PostgresConnection) throws {
+    /// the hour. Returns the send's SMS shape, which the send keeps so that its exact cost can be counted.
+    func checkedSMSShape(_ configuration: Configuration, _ connection: PostgresConnection) throws -> SMSShape? {
         let templates: LocalizedTemplates
         do {
             templates = try LocalizedTemplates(
@@ -124,6 +158,12 @@ extension ScheduleCommand {
                 throw CommandFailure(.refused, PreviewCommand.tooLong(characters: output.smsText.unicodeScalars.count))
             }
         }
+        return PreviewCommand.smsShape(
+            source,
+            templates: templates,
+            price: configuration.smsPricePerSegment,
+            shortLinks: configuration.shortLinks
+        )
     }
 }
 
