@@ -70,7 +70,8 @@ let package = Package(
         .target(
             name: "Messages",
             dependencies: [
-                .product(name: "Mustache", package: "swift-mustache")
+                "WireJSON",
+                .product(name: "Mustache", package: "swift-mustache"),
             ],
             swiftSettings: swiftSettings
         ),

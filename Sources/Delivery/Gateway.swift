@@ -22,6 +22,13 @@ public protocol Gateway: Sendable {
     var isIdempotent: Bool { get }
     func request(for message: OutgoingMessage) -> HTTPRequest
     func verdict(for response: HTTPResponse) -> GatewayVerdict
+    /// Whether ``request(for:)`` takes ``MessageContent/escapedEmail(subject:html:text:)``: a gateway whose body is
+    /// JSON. Others get ``MessageContent/email(subject:html:text:)``.
+    var takesEscapedEmail: Bool { get }
+}
+
+extension Gateway {
+    public var takesEscapedEmail: Bool { false }
 }
 
 /// Where a gateway is and how to reach it.

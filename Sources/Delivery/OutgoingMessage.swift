@@ -1,7 +1,28 @@
 /// What a gateway is asked to deliver.
 public enum MessageContent: Sendable, Equatable {
     case email(subject: String, html: String, text: String)
+    /// An email whose HTML and text parts come already escaped for a JSON string, for gateways whose body is JSON
+    /// (``Gateway/takesEscapedEmail``): most of an email is the same for every customer of a send, and is escaped
+    /// once rather than per message.
+    case escapedEmail(subject: String, html: [UInt8], text: [UInt8])
     case sms(text: String)
+}
+
+/// One part of an email as a JSON body writes it: plain text to escape, or text escaped already.
+enum JSONText {
+    case plain(String)
+    case escaped([UInt8])
+}
+
+extension MessageContent {
+    /// The subject, HTML and text of an email, in either form; `nil` for an SMS.
+    var jsonEmailParts: (subject: String, html: JSONText, text: JSONText)? {
+        switch self {
+        case .email(let subject, let html, let text): return (subject, .plain(html), .plain(text))
+        case .escapedEmail(let subject, let html, let text): return (subject, .escaped(html), .escaped(text))
+        case .sms: return nil
+        }
+    }
 }
 
 /// One message to one recipient.

@@ -15,11 +15,13 @@ public struct SendGridGateway: Gateway {
     ///   `credential` is the API key.
     public init(endpoint: GatewayEndpoint) { self.endpoint = endpoint }
 
+    public var takesEscapedEmail: Bool { true }
+
     public func request(for message: OutgoingMessage) -> HTTPRequest {
-        guard case .email(let subject, let html, let text) = message.content else {
+        guard let (subject, html, text) = message.content.jsonEmailParts else {
             preconditionFailure("SendGridGateway given a non-email message")
         }
-        var body = JSONBytes(capacity: 320 + html.utf8.count + text.utf8.count)
+        var body = JSONBytes(capacity: 320 + html.byteCount + text.byteCount)
         // The key goes in the personalization's custom_args, which SendGrid's API description types as an object (the
         // top-level one is a string there). SendGrid does not deduplicate by it: it tags the message for matching.
         body.raw(#"{"personalizations":[{"to":[{"email":"#)
@@ -35,16 +37,16 @@ public struct SendGridGateway: Gateway {
     }
 
     /// The sender, subject and content, which every recipient of a request shares.
-    func appendSharedFields(to body: inout JSONBytes, subject: String, html: String, text: String) {
+    func appendSharedFields(to body: inout JSONBytes, subject: String, html: JSONText, text: JSONText) {
         body.raw(#""from":{"email":"#)
         body.string(endpoint.from)
         body.raw(#"},"subject":"#)
         body.string(subject)
         // SendGrid requires text/plain before text/html.
         body.raw(#","content":[{"type":"text/plain","value":"#)
-        body.string(text)
+        body.text(text)
         body.raw(#"},{"type":"text/html","value":"#)
-        body.string(html)
+        body.text(html)
         body.raw("}]")
     }
 
@@ -117,7 +119,7 @@ extension SendGridGateway: BatchEmailGateway {
             body.raw("}")
         }
         body.raw("],")
-        appendSharedFields(to: &body, subject: subject, html: html, text: text)
+        appendSharedFields(to: &body, subject: subject, html: .plain(html), text: .plain(text))
         body.raw("}")
         return endpoint.bearerJSONRequest(body, idempotencyKey: idempotencyKey, repeatable: isIdempotent)
     }
@@ -232,7 +234,25 @@ public struct TwilioGateway: Gateway {
     }
 }
 
+extension JSONText {
+    /// Bytes it will take, near enough to reserve a body's room.
+    var byteCount: Int {
+        switch self {
+        case .plain(let text): return text.utf8.count
+        case .escaped(let bytes): return bytes.count
+        }
+    }
+}
+
 extension JSONBytes {
+    /// An email part as a JSON string.
+    mutating func text(_ part: JSONText) {
+        switch part {
+        case .plain(let text): string(text)
+        case .escaped(let bytes): escapedString(bytes)
+        }
+    }
+
     /// `,"headers":{...}` with a recipient's ``ListUnsubscribe`` headers, or nothing without a URL: the shape both
     /// SendGrid's personalizations and the webhook take.
     mutating func emailHeaders(unsubscribeURL: String?) {

@@ -15,23 +15,17 @@ public struct WebhookEmailGateway: Gateway {
 
     public init(endpoint: GatewayEndpoint) { self.endpoint = endpoint }
 
+    public var takesEscapedEmail: Bool { true }
+
     public func request(for message: OutgoingMessage) -> HTTPRequest {
-        guard case .email(let subject, let html, let text) = message.content else {
+        guard let (subject, html, text) = message.content.jsonEmailParts else {
             preconditionFailure("WebhookEmailGateway given a non-email message")
         }
-        var body = JSONBytes(capacity: 384 + html.utf8.count + text.utf8.count)
-        body.raw(#"{"from":"#)
-        body.string(endpoint.from)
-        body.raw(#","to":"#)
+        var body = JSONBytes(capacity: 384 + html.byteCount + text.byteCount)
+        body.raw(#"{"to":"#)
         body.string(message.to)
-        body.raw(#","subject":"#)
-        body.string(subject)
-        body.raw(#","html":"#)
-        body.string(html)
-        body.raw(#","text":"#)
-        body.string(text)
-        body.raw(#","idempotency_key":"#)
-        body.string(message.idempotencyKey)
+        body.raw(",")
+        appendContent(to: &body, subject: subject, html: html, text: text, idempotencyKey: message.idempotencyKey)
         body.emailHeaders(unsubscribeURL: message.unsubscribeURL)
         body.raw("}")
         return endpoint.bearerJSONRequest(body, idempotencyKey: message.idempotencyKey, repeatable: isIdempotent)
@@ -39,6 +33,26 @@ public struct WebhookEmailGateway: Gateway {
 
     public func verdict(for response: HTTPResponse) -> GatewayVerdict {
         standardVerdict(response) { .accepted(messageID: field("id", of: $0), segments: nil) }
+    }
+
+    /// `"from", "subject", "html", "text", "idempotency_key"`: what one email and a batch's shared content both carry.
+    private func appendContent(
+        to body: inout JSONBytes,
+        subject: String,
+        html: JSONText,
+        text: JSONText,
+        idempotencyKey: String
+    ) {
+        body.raw(#""from":"#)
+        body.string(endpoint.from)
+        body.raw(#","subject":"#)
+        body.string(subject)
+        body.raw(#","html":"#)
+        body.text(html)
+        body.raw(#","text":"#)
+        body.text(text)
+        body.raw(#","idempotency_key":"#)
+        body.string(idempotencyKey)
     }
 }
 
@@ -62,16 +76,14 @@ extension WebhookEmailGateway: BatchEmailGateway {
     ) -> HTTPRequest {
         precondition(recipients.count <= maxRecipientsPerRequest, "too many recipients for one webhook request")
         var body = JSONBytes(capacity: 512 + html.utf8.count + text.utf8.count + recipients.count * 400)
-        body.raw(#"{"from":"#)
-        body.string(endpoint.from)
-        body.raw(#","subject":"#)
-        body.string(subject)
-        body.raw(#","html":"#)
-        body.string(html)
-        body.raw(#","text":"#)
-        body.string(text)
-        body.raw(#","idempotency_key":"#)
-        body.string(idempotencyKey)
+        body.raw("{")
+        appendContent(
+            to: &body,
+            subject: subject,
+            html: .plain(html),
+            text: .plain(text),
+            idempotencyKey: idempotencyKey
+        )
         body.raw(#","recipients":["#)
         for (index, recipient) in recipients.enumerated() {
             if index > 0 { body.raw(",") }

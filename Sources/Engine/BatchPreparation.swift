@@ -87,19 +87,11 @@ struct BatchPreparation: Sendable {
         let batchEmail = emailGateway?.batchGateway != nil
         let sendsEmail = recipient.emailPending && recipient.email != nil && emailGateway != nil
         let sendsSMS = recipient.smsPending && recipient.mobile != nil && smsGateway != nil
-        // A batched email is filled in by the gateway: render only what goes out one by one.
         let unsubscribeLink =
-            sendsEmail ? unsubscribeLinks?.link(sendID: sendID, customerID: recipient.customerID) : nil
-        let rendered =
-            (sendsEmail && !batchEmail) || sendsSMS
-            ? message.render(
-                customerName: recipient.name,
-                emailLink: emailLink,
-                smsLink: smsLink,
-                unsubscribeLink: unsubscribeLink ?? ""
-            ) : nil
+            sendsEmail ? unsubscribeLinks?.link(sendID: sendID, customerID: recipient.customerID) ?? "" : ""
         if sendsEmail, let address = recipient.email, let gateway = emailGateway {
             if batchEmail {
+                // A batched email is filled in by the gateway: only this customer's values go with it.
                 prepared.emailHasName = !(recipient.name ?? "").isEmpty
                 prepared.emailLocale = locale
                 prepared.emailBatch = BatchEmailRecipient(
@@ -110,43 +102,64 @@ struct BatchPreparation: Sendable {
                             customerName: recipient.name,
                             emailLink: emailLink,
                             smsLink: smsLink,
-                            unsubscribeLink: unsubscribeLink ?? ""
+                            unsubscribeLink: unsubscribeLink
                         ).map { ($0.tag.rawValue, $0.value) }
                     ),
-                    unsubscribeURL: unsubscribeLink
+                    unsubscribeURL: unsubscribeLinks == nil ? nil : unsubscribeLink
                 )
-            } else if let rendered {
+            } else {
+                let content: MessageContent
+                if gateway.gateway.takesEscapedEmail {
+                    let email = message.escapedEmail(
+                        customerName: recipient.name,
+                        emailLink: emailLink,
+                        smsLink: smsLink,
+                        unsubscribeLink: unsubscribeLink
+                    )
+                    content = .escapedEmail(subject: email.subject, html: email.html, text: email.text)
+                } else {
+                    let email = message.render(
+                        customerName: recipient.name,
+                        emailLink: emailLink,
+                        smsLink: smsLink,
+                        unsubscribeLink: unsubscribeLink
+                    )
+                    content = .email(subject: email.emailSubject, html: email.emailHTML, text: email.emailText)
+                }
                 prepared.email = gateway.request(
                     for: OutgoingMessage(
                         to: address,
-                        content: .email(
-                            subject: rendered.emailSubject,
-                            html: rendered.emailHTML,
-                            text: rendered.emailText
-                        ),
+                        content: content,
                         idempotencyKey: keys.message(customerID: recipient.customerID, channel: "email"),
-                        unsubscribeURL: unsubscribeLink
+                        unsubscribeURL: unsubscribeLinks == nil ? nil : unsubscribeLink
                     )
                 )
             }
         }
-        if sendsSMS, let rendered, SMSSegments.isTooLong(rendered.smsText) {
+        guard sendsSMS, let number = recipient.mobile, let gateway = smsGateway else { return prepared }
+        let sms = message.sms(
+            customerName: recipient.name,
+            emailLink: emailLink,
+            smsLink: smsLink,
+            unsubscribeLink: unsubscribeLink
+        )
+        if SMSSegments.isTooLong(sms.text) {
             prepared.smsRefusal = .messageTooLong
-        } else if sendsSMS, let number = recipient.mobile, let gateway = smsGateway, let rendered {
-            prepared.sms = gateway.request(
-                for: OutgoingMessage(
-                    to: number,
-                    content: .sms(text: rendered.smsText),
-                    idempotencyKey: keys.message(customerID: recipient.customerID, channel: "sms")
-                )
+            return prepared
+        }
+        prepared.sms = gateway.request(
+            for: OutgoingMessage(
+                to: number,
+                content: .sms(text: sms.text),
+                idempotencyKey: keys.message(customerID: recipient.customerID, channel: "sms")
             )
-            prepared.smsSegments = rendered.smsSegments.count
-            if gateway.gateway is any ReconcilingGateway {
-                // The token, or the short link's code in its place, is in the text and in no other message; the
-                // send's hour is before its first attempt.
-                let marker = shortSMSLink == nil ? token : code ?? token
-                prepared.smsProbe = DeliveryProbe(to: number, marker: marker, since: sendStartedBy)
-            }
+        )
+        prepared.smsSegments = sms.segments.count
+        if gateway.gateway is any ReconcilingGateway {
+            // The token, or the short link's code in its place, is in the text and in no other message; the
+            // send's hour is before its first attempt.
+            let marker = shortSMSLink == nil ? token : code ?? token
+            prepared.smsProbe = DeliveryProbe(to: number, marker: marker, since: sendStartedBy)
         }
         return prepared
     }

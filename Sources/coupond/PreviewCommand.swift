@@ -167,21 +167,15 @@ struct PreviewCommand: ParsableCommand {
                 ?? ClaimLink.make(loginURL: source.loginURL, token: sampleToken, channel: channel, campaign: campaign)
                 ?? source.loginURL
         }
-        let message = templates.templates(locale).render(
-            MessageContext(
-                shopName: source.shopName,
-                customerName: source.customerName,
-                couponTitle: source.couponTitle,
-                couponDescription: source.couponDescription,
-                couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
-                emailLink: link(.email),
-                smsLink: link(.sms),
-                shopPostalAddress: source.shopPostalAddress ?? "",
-                unsubscribeLink: unsubscribeBaseURL.map {
-                    UnsubscribeLinks.sample(baseURL: $0, sendID: sendID ?? 0, customerID: source.customerID ?? 0)
-                } ?? ""
-            )
-        )
+        var context = source.messageContext
+        context.customerName = source.customerName
+        context.emailLink = link(.email)
+        context.smsLink = link(.sms)
+        context.unsubscribeLink =
+            unsubscribeBaseURL.map {
+                UnsubscribeLinks.sample(baseURL: $0, sendID: sendID ?? 0, customerID: source.customerID ?? 0)
+            } ?? ""
+        let message = templates.templates(locale).render(context)
         let perMessage = price.map { $0 * Decimal(message.smsSegments.count) }
         return Output(
             customerID: source.customerID,
@@ -218,19 +212,7 @@ struct PreviewCommand: ParsableCommand {
             campaign: ClaimLink.campaign(couponID: source.couponID)
         )
         guard let link = SMSShape.link(shortLinks: shortLinks, claimLinks: claimLinks) else { return nil }
-        let message = templates.prepare(
-            MessageContext(
-                shopName: source.shopName,
-                customerName: nil,
-                couponTitle: source.couponTitle,
-                couponDescription: source.couponDescription,
-                couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
-                emailLink: "",
-                smsLink: "",
-                shopPostalAddress: source.shopPostalAddress ?? ""
-            )
-        )
-        return SMSShape(message: message, link: link, pricePerSegment: price)
+        return SMSShape(message: templates.prepare(source.messageContext), link: link, pricePerSegment: price)
     }
 
     private func text(_ output: Output) -> String {
@@ -264,5 +246,22 @@ struct PreviewCommand: ParsableCommand {
             Encoding: \(output.smsEncoding), \(output.smsCharacters) characters, \(output.smsSegments) segment(s)
             SMS cost, exact: \(fee)
             """
+    }
+}
+
+extension PreviewSource {
+    /// The send's values as the engine renders them, without a customer or links: the same shop, coupon, end time
+    /// format and address, so that a preview shows what goes out.
+    var messageContext: MessageContext {
+        MessageContext(
+            shopName: shopName,
+            customerName: nil,
+            couponTitle: couponTitle,
+            couponDescription: couponDescription,
+            couponEndsAt: couponEndsAt.map { ShopTime.format($0, timeZone: timeZone) },
+            emailLink: "",
+            smsLink: "",
+            shopPostalAddress: shopPostalAddress ?? ""
+        )
     }
 }

@@ -26,16 +26,7 @@ import Testing
             customerID: nil
         )
         let message = try LocalizedTemplates(directory: templates).prepare(
-            MessageContext(
-                shopName: source.shopName,
-                customerName: nil,
-                couponTitle: source.couponTitle,
-                couponDescription: source.couponDescription,
-                couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
-                emailLink: "",
-                smsLink: "",
-                shopPostalAddress: source.shopPostalAddress ?? ""
-            )
+            try Self.context(h, group: group, coupon: coupon)
         )
         let claimLinks = ClaimLink.Template(
             loginURL: source.loginURL,
@@ -111,9 +102,7 @@ import Testing
                         "SELECT name, locale FROM coupond.customers WHERE id = \(id)"
                     )!
                     let locale = localized.locale(customer: customer["locale"], shop: nil)
-                    let message = try #require(
-                        try Self.engineMessage(h, group: group, coupon: coupon, templates: localized, locale: locale)
-                    )
+                    let message = localized.prepare(try Self.context(h, group: group, coupon: coupon)).message(locale)
                     let link =
                         shortLinks
                         ? "https://coupond.example/c/" + String(repeating: "Q", count: ShortLinkCode.length)
@@ -140,16 +129,8 @@ import Testing
         }
     }
 
-    /// The send's prepared message in `locale`, as the engine prepares it.
-    static func engineMessage(
-        _ h: EngineHarness,
-        group: Int64,
-        coupon: Int64,
-        templates: LocalizedTemplates,
-        locale: String?
-    ) throws
-        -> PreparedMessage?
-    {
+    /// The send's values as the engine renders them, without a customer or links.
+    static func context(_ h: EngineHarness, group: Int64, coupon: Int64) throws -> MessageContext {
         let source = try PreviewSource.load(
             on: h.db.connection,
             shopID: h.shop,
@@ -157,18 +138,16 @@ import Testing
             couponID: coupon,
             customerID: nil
         )
-        return templates.prepare(
-            MessageContext(
-                shopName: source.shopName,
-                customerName: nil,
-                couponTitle: source.couponTitle,
-                couponDescription: source.couponDescription,
-                couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
-                emailLink: "",
-                smsLink: "",
-                shopPostalAddress: source.shopPostalAddress ?? ""
-            )
-        ).message(locale)
+        return MessageContext(
+            shopName: source.shopName,
+            customerName: nil,
+            couponTitle: source.couponTitle,
+            couponDescription: source.couponDescription,
+            couponEndsAt: source.couponEndsAt.map { ShopTime.format($0, timeZone: source.timeZone) },
+            emailLink: "",
+            smsLink: "",
+            shopPostalAddress: source.shopPostalAddress ?? ""
+        )
     }
 
     static func insert(_ h: EngineHarness, group: Int64, coupon: Int64, budget: String?, shape: String?) throws

@@ -97,6 +97,48 @@ import Testing
         #expect(fast == templates.render(context))
     }
 
+    @Test(arguments: ["Ann", "Tom \"&\" <Jerry>\\ \n O'Neil", "", nil] as [String?])
+    func theEscapedEmailAndTheSMSAreWhatTheFullRenderingGives(name: String?) throws {
+        let templates = try MessageTemplates(directory: repositoryRoot.appendingPathComponent("templates"))
+        let prepared = templates.prepare(
+            MessageContext(
+                shopName: "Shop \"&\" Co",
+                customerName: nil,
+                couponTitle: "10% <off>",
+                couponDescription: "Orders > $50\nonly",
+                couponEndsAt: "2026-12-31 23:59",
+                emailLink: "",
+                smsLink: "",
+                shopPostalAddress: "1 \"Quay\" Road"
+            )
+        )
+        let links = (
+            email: "https://s.example/l?a=1&t=x\"y", sms: "https://c.example/c/Q",
+            unsubscribe: "https://c.example/u/1.2.z"
+        )
+        let full = prepared.render(
+            customerName: name,
+            emailLink: links.email,
+            smsLink: links.sms,
+            unsubscribeLink: links.unsubscribe
+        )
+        let escaped = prepared.escapedEmail(
+            customerName: name,
+            emailLink: links.email,
+            smsLink: links.sms,
+            unsubscribeLink: links.unsubscribe
+        )
+        func unescape(_ bytes: [UInt8]) throws -> String? {
+            try JSONSerialization.jsonObject(with: Data("\"".utf8 + bytes + "\"".utf8), options: .fragmentsAllowed)
+                as? String
+        }
+        #expect(escaped.subject == full.emailSubject)
+        #expect(try unescape(escaped.html) == full.emailHTML)
+        #expect(try unescape(escaped.text) == full.emailText)
+        let sms = prepared.sms(customerName: name, emailLink: links.email, smsLink: links.sms)
+        #expect(sms.text == full.smsText && sms.segments == full.smsSegments)
+    }
+
     @Test(arguments: ["Ann", "Tom & <Jerry>", ""])
     func theBatchTemplateFilledInIsTheSameEmailAsTheOneRenderedPerCustomer(name: String) throws {
         let templates = try MessageTemplates(directory: repositoryRoot.appendingPathComponent("templates"))

@@ -14,6 +14,25 @@ import WireJSON
         #expect(foundation["text"] == tricky)
     }
 
+    @Test func everyCharacterToEscapeIsFoundAtEveryPlaceOfAWord() throws {
+        // The writer looks at eight bytes at a time: each escape, and bytes just past the ones it matches, at every
+        // offset of texts from 0 to 40 bytes.
+        let specials: [Character] = ["\"", "\\", "\n", "\u{00}", "\u{1F}", " ", "!", "#", "[", "]", "é", "\u{7F}"]
+        for length in 0...40 {
+            for position in 0..<max(length, 1) {
+                for special in specials {
+                    var characters = Array(repeating: Character("a"), count: length)
+                    if position < length { characters[position] = special }
+                    let text = String(characters)
+                    var writer = JSONBytes()
+                    writer.object(["text": text])
+                    let decoded = try JSONSerialization.jsonObject(with: writer.data) as? [String: String]
+                    #expect(decoded?["text"] == text, "length \(length), \(special) at \(position)")
+                }
+            }
+        }
+    }
+
     @Test func nestedObjectsAndArraysAreReachableByKeyAndIndex() throws {
         let body = Data(
             #"""
