@@ -135,4 +135,51 @@ import Testing
             }
         }
     }
+
+    @Test func anArabicCustomersEmailReadsRightToLeftWithinAPhonesWidth() throws {
+        try EngineHarness.with { h in
+            // An Arabic translation of the shipped email: the same layout, in `templates/ar/`.
+            let templates = h.folder.appendingPathComponent("templates-rtl")
+            try FileManager.default.copyItem(at: repositoryRoot.appendingPathComponent("templates"), to: templates)
+            let arabic = templates.appendingPathComponent("ar")
+            try FileManager.default.createDirectory(at: arabic, withIntermediateDirectories: true)
+            let translations = [
+                ("CHECK YOUR COUPON", "اعرض قسيمتك"), (">Unsubscribe<", ">إلغاء الاشتراك<"), ("Hi ", "مرحبا "),
+                ("has set aside a coupon for you.", "خصص لك قسيمة."),
+            ]
+            for name in ["email_subject.mustache", "email.html.mustache", "email.txt.mustache", "sms.mustache"] {
+                var text = try String(contentsOf: templates.appendingPathComponent(name), encoding: .utf8)
+                for (english, translated) in translations {
+                    text = text.replacingOccurrences(of: english, with: translated)
+                }
+                try Data(text.utf8).write(to: arabic.appendingPathComponent(name))
+            }
+            let daemon = try h.startDaemon(
+                config: try h.configuration(emailProvider: "webhook"),
+                environment: ["COUPOND_TEMPLATES": templates.path]
+            )
+            defer { _ = daemon.terminate() }
+            let group = try h.fixtures.group(shop: h.shop, members: 1)
+            try h.db.connection.execute(
+                "UPDATE coupond.customers SET name = 'مريم الحسيني', locale = 'ar-EG' WHERE id IN (SELECT customer_id FROM coupond.group_members WHERE group_id = \(group))"
+            )
+            let send = try h.schedule(group: group, coupon: try h.fixtures.coupon(shop: h.shop), sms: false)
+            try h.arrive()
+            #expect(try h.waitUntilFinished(send) == "done")
+            let sent = try #require(try h.messages().first?["html"] as? String)
+            #expect(sent.contains("مرحبا <bdi>مريم الحسيني</bdi>,"))
+            let file = h.folder.appendingPathComponent("arabic.html")
+            try Data(sent.utf8).write(to: file)
+            for view in try Self.render([file]) {
+                let name = "\(view.view) \(view.scheme)"
+                #expect(view.lang == "ar" && view.dir == "rtl", "\(name)")
+                #expect(view.scrollWidth <= view.innerWidth, "\(name): the page scrolls sideways")
+                let button = try #require(view.links.first { $0.text == "اعرض قسيمتك" }, "\(name)")
+                #expect(button.left >= 0 && button.right <= view.innerWidth, "\(name): button off screen")
+                // Right to left, the button starts from the right-hand edge of the card.
+                #expect(button.left > view.innerWidth / 3, "\(name): button laid out from the left")
+                #expect(view.links.contains { $0.text == "إلغاء الاشتراك" && $0.href.contains("/u/\(send).") })
+            }
+        }
+    }
 }
