@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import Postgres
 
 /// What a send's SMS will cost, counted customer by customer by `coupond.sms_estimate`: every SMS recipient's own
