@@ -217,17 +217,18 @@ struct PreviewCommand: ParsableCommand {
 
     private func text(_ output: Output) -> String {
         let counts = output.smsRecipientsBySegments.sorted { Int($0.key) ?? 0 < Int($1.key) ?? 0 }
-            .map { $0.key == "0" ? "\($0.value) too long to send" : "\($0.value) in \($0.key)" }
+            .map { $0.key == "0" ? "\($0.value) too long to send" : "\($0.value) with \($0.key) segment(s)" }
             .joined(separator: ", ")
+        let customers = "\(output.smsRecipients) customers with a mobile number and SMS consent"
         let fee: String
         if let total = output.smsEstimatedFee, let price = output.smsPricePerSegment {
             fee =
-                "\(total) \(output.currency): \(output.smsSegmentsTotal) segments at \(price) for \(output.smsRecipients) "
-                + "customers with a mobile number and SMS consent (\(counts.isEmpty ? "none" : counts) segment(s))"
+                "\(total) \(output.currency) for \(customers): \(output.smsSegmentsTotal) segments at \(price) "
+                + "\(output.currency)\(counts.isEmpty ? "" : " (\(counts))")"
         } else {
             fee =
                 "unknown (set sms.price_per_segment in the configuration): \(output.smsSegmentsTotal) segments for "
-                + "\(output.smsRecipients) customers"
+                + customers
         }
         return """
             Sample customer: \(output.customerID.map(String.init) ?? "none (the group is empty)")
