@@ -61,8 +61,16 @@ public struct PreviewSource: Sendable {
         else { throw StorageError("coupon \(couponID) does not exist in shop \(shopID)") }
         let counts = try connection.queryRow(
             """
+            WITH opted AS MATERIALIZED (
+                SELECT EXISTS (SELECT 1 FROM coupond.opt_outs o WHERE o.channel = 'sms') AS present
+            )
+            -- sms_unreachable(customer_id, ...) IS NULL, with the opt-out probe skipped while nobody opted out.
             SELECT count(*) AS members,
-                   count(*) FILTER (WHERE coupond.sms_unreachable(c.id, c.mobile, c.sms_consent) IS NULL) AS sms_reachable,
+                   count(*) FILTER (
+                       WHERE coupond.sms_unreachable(c.mobile, c.sms_consent) IS NULL
+                         AND NOT ((SELECT present FROM opted) AND EXISTS (
+                             SELECT 1 FROM coupond.opt_outs o WHERE o.customer_id = c.id AND o.channel = 'sms'))
+                   ) AS sms_reachable,
                    min(c.id) AS first_member
             FROM coupond.group_members m JOIN coupond.customers c ON c.id = m.customer_id
             WHERE m.group_id = \(groupID) AND m.removed_at IS NULL
