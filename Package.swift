@@ -196,7 +196,8 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             dependencies: [
-                "coupond", "coupond-gateway-sim", "Curl", "Messages", "Postgres", "Signing", "Storage", "TestSupport",
+                "coupond", "coupond-gateway-sim", "Curl", "Delivery", "Messages", "Postgres", "Signing", "Storage",
+                "TestSupport",
             ],
             swiftSettings: swiftSettings
         ),

@@ -399,4 +399,17 @@ extension CurlError {
 
     /// Whether the request's gate (a circuit breaker) held it until its deadline, so that it never started.
     public var isHeldPastDeadline: Bool { operation == "gate" }
+
+    /// The request carried a value that could end a protocol line early (``HTTPRequest/unsafePart``): nothing of it
+    /// was sent.
+    init(unsafeRequest part: String) {
+        self.init(
+            code: CURLE_BAD_FUNCTION_ARGUMENT,
+            detail: "",
+            operation: "refused: \(part) carries a line break, a control character or an angle bracket"
+        )
+    }
+
+    /// Whether the request was refused before anything was sent, for carrying a value unsafe on the wire.
+    public var isUnsafeRequest: Bool { operation.hasPrefix("refused: ") }
 }

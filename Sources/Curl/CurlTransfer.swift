@@ -78,6 +78,7 @@ final class CurlHandle {
     ///
     /// - Throws: ``CurlError`` when libcurl refuses an option (for example an unsupported protocol).
     func prepare(_ request: HTTPRequest) throws {
+        if let unsafe = request.unsafePart { throw CurlError(unsafeRequest: unsafe) }
         box.reset()
         errorBuffer[0] = 0
         curl_slist_free_all(headerList)

@@ -35,6 +35,34 @@ public struct HTTPRequest: Sendable {
     }
 }
 
+extension HTTPRequest {
+    /// What of the request would let a value end a protocol line early: a header with CR, LF or NUL (a second header,
+    /// or the start of the body), or an envelope address with those, any other control, a space or an angle bracket
+    /// (libcurl writes `MAIL FROM:<...>` and `RCPT TO:<...>` as given, so CR LF there is a new SMTP command). `nil`
+    /// when there is none. Checked before every transfer, whatever built the request.
+    var unsafePart: String? {
+        for header in headers {
+            if !Self.isLineSafe(header.name) || !Self.isLineSafe(header.value) {
+                return "header \(header.name.prefix(40).filter { $0.isLetter || $0 == "-" })"
+            }
+        }
+        if !Self.isLineSafe(url) { return "URL" }
+        guard let mail else { return nil }
+        if !Self.isMailboxSafe(mail.from) { return "envelope sender" }
+        if mail.recipients.contains(where: { !Self.isMailboxSafe($0) }) { return "envelope recipient" }
+        return nil
+    }
+
+    private static func isLineSafe(_ value: String) -> Bool {
+        !value.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0 }
+    }
+
+    /// Printable ASCII without space, `<` or `>`: what can stand between the angle brackets of an SMTP path.
+    private static func isMailboxSafe(_ address: String) -> Bool {
+        !address.isEmpty && address.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != 0x3C && $0 != 0x3E }
+    }
+}
+
 /// The SMTP envelope of a ``HTTPRequest`` to a mail server.
 public struct MailEnvelope: Sendable {
     public var from: String

@@ -174,6 +174,10 @@ public final class GatewayDispatcher: Sendable {
                     )
                 )
                 return
+            case .failure(let error) where error.isUnsafeRequest:
+                // The message itself is at fault, not the gateway: it fails alone and is never tried again.
+                completion(.failed(.gatewayRefused, detail: error.description, attempts: number, settled: settled))
+                return
             case .failure(let error) where error.isShutdown:
                 completion(.failed(.systemError, detail: "delivery stopped: daemon shutting down", attempts: number))
                 return
@@ -338,7 +342,8 @@ public final class GatewayDispatcher: Sendable {
             breaker.recordFailure("HTTP \(response.status)")
         case .success:
             breaker.recordSuccess()
-        case .failure(let error) where error.isShutdown || error.isCancelled || error.isHeldPastDeadline:
+        case .failure(let error)
+        where error.isShutdown || error.isCancelled || error.isHeldPastDeadline || error.isUnsafeRequest:
             break
         case .failure(let error):
             breaker.recordFailure(error.description)

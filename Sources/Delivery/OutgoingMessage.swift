@@ -54,6 +54,8 @@ public enum ListUnsubscribe {
 /// Why a message was not delivered, in the words `send_recipients.*_error` stores.
 public enum FailureReason: String, Sendable, Codable, CaseIterable {
     case noEmailAddress = "no_email_address"
+    /// The address is not a plain mailbox a mail server takes (``RecipientAddress``): it was not sent.
+    case invalidEmailAddress = "invalid_email_address"
     case noMobileNumber = "no_mobile_number"
     case invalidMobileNumber = "invalid_mobile_number"
     case noConsent = "no_consent"

@@ -26,6 +26,10 @@ struct BatchDispatch {
             submitBatchedEmail(prepared, message: message, gateway: gateway, dispatcher: email, collector: collector)
         }
         for (index, recipient) in prepared.enumerated() {
+            if let reason = recipient.emailRefusal {
+                collector.expect()
+                collector.set(index, email: .failed(reason, detail: Self.refusalDetail(reason), attempts: 0))
+            }
             if let request = recipient.email, let email {
                 collector.expect()
                 email.dispatch(request, unknown: recipient.emailUnknown, cancellation: cancellation) {
@@ -55,8 +59,13 @@ struct BatchDispatch {
     }
 
     static func refusalDetail(_ reason: FailureReason) -> String {
-        reason == .budgetExhausted
-            ? "the send's SMS budget cannot pay for this SMS" : "SMS over \(SMSSegments.maxCharacters) characters"
+        switch reason {
+        case .budgetExhausted: return "the send's SMS budget cannot pay for this SMS"
+        case .messageTooLong: return "SMS over \(SMSSegments.maxCharacters) characters"
+        case .invalidEmailAddress: return "the email address is not a plain mailbox; nothing was sent"
+        case .invalidMobileNumber: return "the mobile number is not E.164; nothing was sent"
+        default: return "not sent: \(reason.rawValue)"
+        }
     }
 
     /// Sends the batch's emails in requests of many recipients each: one content per variant (locale, and with or

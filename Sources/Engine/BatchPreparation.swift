@@ -17,6 +17,8 @@ struct PreparedRecipient: Sendable {
     /// Which content the batched email uses: the one for customers with a name, or without, in which locale.
     var emailHasName = false
     var emailLocale: String?
+    /// Why the email is not sent at all (a malformed address): it fails without a request.
+    var emailRefusal: FailureReason?
     var sms: HTTPRequest?
     var smsSegments: Int?
     /// Channels whose message may already have gone out: settled before anything is sent again.
@@ -24,7 +26,8 @@ struct PreparedRecipient: Sendable {
     var smsUnknown = false
     /// What finds the SMS in the provider's records, on a gateway that keeps them (``ReconcilingGateway``).
     var smsProbe: DeliveryProbe?
-    /// Why the SMS is not sent at all (over 1,600 characters, or over the budget): it fails without a request.
+    /// Why the SMS is not sent at all (a malformed number, over 1,600 characters, or over the budget): it fails
+    /// without a request.
     var smsRefusal: FailureReason?
     /// What the SMS holds of the send's budget, given back if it certainly does not go out.
     var smsReserved: Decimal?
@@ -89,7 +92,9 @@ struct BatchPreparation: Sendable {
         let sendsSMS = recipient.smsPending && recipient.mobile != nil && smsGateway != nil
         let unsubscribeLink =
             sendsEmail ? unsubscribeLinks?.link(sendID: sendID, customerID: recipient.customerID) ?? "" : ""
-        if sendsEmail, let address = recipient.email, let gateway = emailGateway {
+        if sendsEmail, let address = recipient.email, let problem = RecipientAddress.problem(address, email: true) {
+            prepared.emailRefusal = problem
+        } else if sendsEmail, let address = recipient.email, let gateway = emailGateway {
             if batchEmail {
                 // A batched email is filled in by the gateway: only this customer's values go with it.
                 prepared.emailHasName = !(recipient.name ?? "").isEmpty
@@ -137,6 +142,10 @@ struct BatchPreparation: Sendable {
             }
         }
         guard sendsSMS, let number = recipient.mobile, let gateway = smsGateway else { return prepared }
+        if let problem = RecipientAddress.problem(number, email: false) {
+            prepared.smsRefusal = problem
+            return prepared
+        }
         let sms = message.sms(
             customerName: recipient.name,
             emailLink: emailLink,

@@ -21,7 +21,8 @@ struct RetryCommand: ParsableCommand {
     )
 
     static let reasons = [
-        "no_email_address", "no_mobile_number", "invalid_mobile_number", "no_consent", "gateway_refused",
+        "no_email_address", "invalid_email_address", "no_mobile_number", "invalid_mobile_number", "no_consent",
+        "gateway_refused",
         "retries_exhausted", "delivery_unconfirmed", "message_too_long", "budget_exhausted", "system_error",
     ]
 

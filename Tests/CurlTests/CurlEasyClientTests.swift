@@ -23,6 +23,34 @@ import Testing
         )
     }
 
+    @Test func aRequestWhoseValuesCouldEndAProtocolLineIsRefusedBeforeAnythingIsSent() throws {
+        try Self.withSimulator { (simulator: GatewaySimulator, base: String) throws in
+            let client = CurlEasyClient()
+            var header = Self.email(base)
+            header.headers.append(("Idempotency-Key", "k\r\nX-Injected: 1"))
+            var envelope = HTTPRequest(method: "POST", url: "smtp://127.0.0.1:\(simulator.port)", body: Data("x".utf8))
+            for recipient in ["a@b.example>\r\nRCPT TO:<evil@c.example", "<a@b.example>", "a b@c.example", "a\u{0}@b"] {
+                envelope.mail = MailEnvelope(
+                    from: "shop@b.example",
+                    recipients: [recipient],
+                    username: nil,
+                    password: nil,
+                    requireTLS: false
+                )
+                do {
+                    _ = try client.perform(envelope)
+                    Issue.record("\(recipient.debugDescription) was not refused")
+                } catch let error as CurlError {
+                    #expect(error.isUnsafeRequest, "\(recipient.debugDescription): \(error)")
+                }
+            }
+            #expect(throws: CurlError.self) { _ = try client.perform(header) }
+            #expect(simulator.stats.accepted == 0)
+            // The same client still works for a clean request.
+            #expect(try client.perform(Self.email(base)).status == 200)
+        }
+    }
+
     @Test func postsABodyAndReadsStatusHeadersAndBody() throws {
         try Self.withSimulator { simulator, base in
             let client = CurlEasyClient()
