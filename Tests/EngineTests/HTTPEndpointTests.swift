@@ -92,11 +92,11 @@ import Testing
             )
             #expect(Array(report.body.prefix(3)) == [0xEF, 0xBB, 0xBF], "no UTF-8 byte-order mark")
             let lines = Self.text(report).dropFirst().split(separator: "\r\n")
-            #expect(lines.first == "customer_id,email,mobile,channel,reason")
+            #expect(lines.first == #""customer_id","email","mobile","channel","reason""#)
             // Two customers without consent, each failed on both channels: one row per channel.
             #expect(lines.count == 5, "\(lines)")
-            #expect(lines.dropFirst().filter { $0.hasSuffix(",email,No marketing consent") }.count == 2)
-            #expect(lines.dropFirst().filter { $0.hasSuffix(",sms,No marketing consent") }.count == 2)
+            #expect(lines.dropFirst().filter { $0.hasSuffix(#","email","No marketing consent""#) }.count == 2)
+            #expect(lines.dropFirst().filter { $0.hasSuffix(#","sms","No marketing consent""#) }.count == 2)
 
             var altered = path
             altered.removeLast()
@@ -332,10 +332,10 @@ import Testing
             // One row per failed channel: each customer twice, email then SMS.
             let rows = Self.text(report).dropFirst().split(separator: "\r\n").dropFirst()
             #expect(rows.count == 2 * customers)
-            let ids = rows.compactMap { Int64($0.prefix { $0 != "," }) }
+            let ids = rows.compactMap { Int64($0.dropFirst().prefix { $0 != "\"" }) }
             #expect(ids == ids.sorted() && Set(ids).count == customers, "rows missing, repeated or out of order")
             let channels = rows.map { $0.split(separator: ",", omittingEmptySubsequences: false)[3] }
-            #expect(channels == Array(repeating: ["email", "sms"], count: customers).flatMap { $0 })
+            #expect(channels == Array(repeating: [#""email""#, #""sms""#], count: customers).flatMap { $0 })
         }
     }
 }

@@ -281,16 +281,19 @@ import Testing
             )
             #expect(report.status == 0, "\(report.stderr)")
             let lines = report.stdout.split(separator: "\r\n").map(String.init)
-            #expect(lines.first == "customer_id,email,mobile,channel,reason")
+            #expect(lines.first == #""customer_id","email","mobile","channel","reason""#)
             // One row per failed channel: three customers failed on both, and one reached by email only.
             #expect(lines.count == 8, "\(lines)")
-            #expect(lines.contains("\(ids[1]),,not-a-number,email,No email address"))
-            #expect(lines.contains("\(ids[1]),,not-a-number,sms,Invalid mobile number"))
-            #expect(lines.contains { $0.hasPrefix("\(ids[3]),") && $0.hasSuffix(",sms,No marketing consent") })
-            #expect(!lines.contains { $0.hasPrefix("\(ids[3]),") && $0.contains(",email,") })
+            #expect(lines.contains(#""\#(ids[1])",,"not-a-number","email","No email address""#), "\(lines)")
+            #expect(lines.contains(#""\#(ids[1])",,"not-a-number","sms","Invalid mobile number""#))
+            #expect(
+                lines.contains { $0.hasPrefix("\"\(ids[3])\",") && $0.hasSuffix(#","sms","No marketing consent""#) }
+            )
+            #expect(!lines.contains { $0.hasPrefix("\"\(ids[3])\",") && $0.contains(#","email","#) })
             #expect(
                 lines.contains {
-                    $0.hasPrefix("\(ids[4]),\(refusedAddress),") && $0.hasSuffix(",email,Refused by the gateway")
+                    $0.hasPrefix(#""\#(ids[4])","\#(refusedAddress)","#)
+                        && $0.hasSuffix(#","email","Refused by the gateway""#)
                 }
             )
 
