@@ -29,6 +29,12 @@ let package = Package(
         // The daemon's HTTP endpoints (reports, claims, health): routing, streaming bodies and graceful shutdown on
         // the NIO the simulator already uses.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // Hummingbird's HTTP/1 codec type, before which the listener's connection guard sits (already in the graph
+        // through Hummingbird).
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        // The service group the listener runs in, so that a stop is a graceful shutdown (already in the graph through
+        // Hummingbird).
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Counters, timers and gauges in the engine (the metrics API Hummingbird already uses), exported in the
         // Prometheus text format at /metrics.
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
@@ -117,7 +123,11 @@ let package = Package(
             dependencies: [
                 "Storage", "Signing", "Postgres", "Messages",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -129,6 +139,7 @@ let package = Package(
             name: "CoupondDaemon",
             dependencies: [
                 "Storage", "Messages", "Postgres", "Engine", "Delivery", "Curl", "Signing", "Systemd", "HTTPEndpoints",
+                "WireJSON",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -203,7 +214,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CoupondDaemonTests",
-            dependencies: ["CoupondDaemon", "Messages", "Postgres", "Storage"],
+            dependencies: ["CoupondDaemon", "HTTPEndpoints", "Messages", "Postgres", "Storage"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,7 +1,9 @@
 public import Foundation
+public import HTTPEndpoints
 public import Messages
 public import Postgres
 public import Storage
+import WireJSON
 
 /// Settings from the configuration file (JSON), with environment variables taking precedence.
 ///
@@ -44,10 +46,10 @@ public struct Configuration: Sendable, Decodable {
             try section.read("from", into: &from)
             try section.read("credential_file", into: &credentialFile)
             try section.read("rate_per_second", into: &ratePerSecond, .positive)
-            try section.read("connect_timeout_seconds", into: &connectTimeout, .positive)
-            try section.read("timeout_seconds", into: &timeout, .positive)
+            try section.read("connect_timeout_seconds", into: &connectTimeout, .seconds)
+            try section.read("timeout_seconds", into: &timeout, .seconds)
             try section.read("max_attempts", into: &maxAttempts, .count)
-            try section.read("retry_budget_seconds", into: &retryBudget, .positive)
+            try section.read("retry_budget_seconds", into: &retryBudget, .seconds)
             try section.read("on_unknown", into: &onUnknown)
             try section.read("breaker_failures", into: &breakerFailures, .count)
         }
@@ -90,6 +92,8 @@ public struct Configuration: Sendable, Decodable {
     public var httpListen: (host: String, port: Int)?
     /// `http.claims_key_file`: the bearer key `POST /claims` requires.
     public var claimsKeyFile: String?
+    /// `http.max_connections`, `http.*_timeout_seconds` and the other caps of the listener.
+    public var httpLimits = ListenerLimits()
 
     /// Every setting at its default.
     public init() {}
@@ -111,6 +115,11 @@ public struct Configuration: Sendable, Decodable {
 
     /// The settings of a configuration file's text; `source` names the file in errors.
     public static func decode(_ data: Data, source: String) throws -> Configuration {
+        // JSONDecoder keeps the first of two equal keys without a word, so an override appended to the file would be
+        // ignored: a repeated key is refused by name instead.
+        if let parsed = JSONValue(parsing: data), let repeated = Self.repeatedKey(in: parsed) {
+            throw ConfigurationError(setting: repeated, reason: "is set more than once (in \(source))")
+        }
         let decoder = JSONDecoder()
         decoder.userInfo[Self.sourceKey] = source
         do {
@@ -122,6 +131,17 @@ public struct Configuration: Sendable, Decodable {
         }
     }
 
+    /// The dotted name of the first key an object of `value` repeats, or `nil`.
+    static func repeatedKey(in value: JSONValue, path: String = "") -> String? {
+        var seen: Set<String> = []
+        for member in value.members {
+            let name = path.isEmpty ? member.key : path + "." + member.key
+            if !seen.insert(member.key).inserted { return name }
+            if let repeated = repeatedKey(in: member.value, path: name) { return repeated }
+        }
+        return nil
+    }
+
     static let sourceKey = CodingUserInfoKey(rawValue: "coupond.configuration.source")!
 
     public init(from decoder: any Decoder) throws {
@@ -129,10 +149,10 @@ public struct Configuration: Sendable, Decodable {
         var file = try SettingsReader(decoder, source: decoder.userInfo[Self.sourceKey] as? String ?? "configuration")
         try file.section("database") { database in
             try database.read("url", into: &databaseURL)
-            try database.read("keepalives_idle_seconds", into: &safeguards.keepalivesIdle, .notNegative)
-            try database.read("tcp_user_timeout_seconds", into: &safeguards.tcpUserTimeout, .notNegative)
-            try database.read("statement_timeout_seconds", into: &safeguards.statementTimeout, .notNegative)
-            try database.read("idle_in_transaction_timeout_seconds", into: &idleInTransactionTimeout, .notNegative)
+            try database.read("keepalives_idle_seconds", into: &safeguards.keepalivesIdle, .secondsOrZero)
+            try database.read("tcp_user_timeout_seconds", into: &safeguards.tcpUserTimeout, .secondsOrZero)
+            try database.read("statement_timeout_seconds", into: &safeguards.statementTimeout, .secondsOrZero)
+            try database.read("idle_in_transaction_timeout_seconds", into: &idleInTransactionTimeout, .secondsOrZero)
             for (key, keyPath) in [
                 ("daemon_role", \RoleNames.daemon), ("platform_role", \RoleNames.platform),
                 ("readonly_role", \RoleNames.readonly),
@@ -149,15 +169,15 @@ public struct Configuration: Sendable, Decodable {
         }
         try file.section("engine") { engine in
             try engine.read("instance_name", into: &instanceName)
-            try engine.read("poll_interval_seconds", into: &pollInterval, .positive)
-            try engine.read("lease_seconds", into: &leaseSeconds, .positive)
+            try engine.read("poll_interval_seconds", into: &pollInterval, .seconds)
+            try engine.read("lease_seconds", into: &leaseSeconds, .seconds)
             try engine.read("batch_size", into: &batchSize, .count)
             try engine.read("batches_in_flight", into: &batchesInFlight, .count)
             try engine.read("max_send_attempts", into: &maxSendAttempts, .count)
             try engine.read("max_concurrent_sends", into: &maxConcurrentSends, .count)
             try engine.read("max_in_flight", into: &maxInFlight, .count)
             try engine.read("preparation_threads", into: &preparationThreads, .count)
-            try engine.read("shutdown_grace_seconds", into: &shutdownGrace, .notNegative)
+            try engine.read("shutdown_grace_seconds", into: &shutdownGrace, .secondsOrZero)
             try engine.read("listen", into: &listen)
         }
         try file.section("email") { email in
@@ -168,7 +188,7 @@ public struct Configuration: Sendable, Decodable {
         try file.section("sms") { sms in
             try self.sms.read(from: &sms)
             try sms.read("account_sid", into: &self.sms.accountSID)
-            try sms.read("reconcile_after_seconds", into: &self.sms.reconcileAfter, .notNegative)
+            try sms.read("reconcile_after_seconds", into: &self.sms.reconcileAfter, .secondsOrZero)
             try sms.read("price_per_segment", into: &smsPricePerSegment, expected: "a price", Self.price)
         }
         try file.section("links") { links in
@@ -181,6 +201,13 @@ public struct Configuration: Sendable, Decodable {
         try file.section("http") { http in
             try http.read("listen", into: &httpListen, expected: Self.listenExpected, Self.listenAddress)
             try http.read("claims_key_file", into: &claimsKeyFile)
+            try http.read("max_connections", into: &httpLimits.maxConnections, .count)
+            try http.read("max_connections_per_address", into: &httpLimits.maxConnectionsPerAddress, .countOrZero)
+            try http.read("header_timeout_seconds", into: &httpLimits.headerTimeout, .seconds)
+            try http.read("body_timeout_seconds", into: &httpLimits.bodyTimeout, .seconds)
+            try http.read("idle_timeout_seconds", into: &httpLimits.idleTimeout, .seconds)
+            try http.read("write_timeout_seconds", into: &httpLimits.writeTimeout, .seconds)
+            try http.read("max_report_downloads", into: &httpLimits.maxReportDownloads, .count)
         }
         try file.refuseUnknown()
     }
@@ -203,17 +230,15 @@ public struct Configuration: Sendable, Decodable {
             }
             smsPricePerSegment = price
         }
-        if let text = environment["COUPOND_POLL_INTERVAL_SECONDS"] {
-            guard let value = Double(text), value > 0 else {
-                throw ConfigurationError(setting: "COUPOND_POLL_INTERVAL_SECONDS", reason: "must be a positive number")
+        for (name, keyPath) in [
+            ("COUPOND_POLL_INTERVAL_SECONDS", \Configuration.pollInterval), ("COUPOND_LEASE_SECONDS", \.leaseSeconds),
+        ] as [(String, WritableKeyPath<Configuration, Double>)] {
+            guard let text = environment[name] else { continue }
+            let rule = SettingRule<Double>.seconds
+            guard let value = Double(text), rule.accepts(value) else {
+                throw ConfigurationError(setting: name, reason: "must be \(rule.expected)")
             }
-            pollInterval = value
-        }
-        if let text = environment["COUPOND_LEASE_SECONDS"] {
-            guard let value = Double(text), value > 0 else {
-                throw ConfigurationError(setting: "COUPOND_LEASE_SECONDS", reason: "must be a positive number")
-            }
-            leaseSeconds = value
+            self[keyPath: keyPath] = value
         }
         // systemd credentials (LoadCredential=) fill in secrets the file does not name.
         if let directory = environment["CREDENTIALS_DIRECTORY"] {

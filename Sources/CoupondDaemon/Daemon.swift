@@ -59,6 +59,7 @@ public struct Daemon: Sendable {
     let dependencies: EngineDependencies
     /// Where the HTTP endpoints listen, and the key `POST /claims` wants; no listener when `nil`.
     let http: (host: String, port: Int)?
+    let httpLimits: ListenerLimits
     let claimsKey: String?
     /// How `POST /sms/replies` knows the SMS gateway; `nil` when no SMS gateway is configured.
     let smsReplies: SMSReplyAuthentication?
@@ -141,6 +142,7 @@ public struct Daemon: Sendable {
         }
         self.unsubscribeTokens = unsubscribeLinks?.tokens ?? UnsubscribeTokens(key: claimKey)
         http = configuration.httpListen
+        httpLimits = configuration.httpLimits
         smsReplies = try Self.smsReplyAuthentication(configuration)
         claimsKey = try configuration.claimsKeyFile.map {
             String(decoding: try Self.secret($0, setting: "http.claims_key_file", minimumBytes: 16), as: UTF8.self)
@@ -243,7 +245,8 @@ public struct Daemon: Sendable {
                     metrics: metricsRegistry,
                     schedulerHeartbeat: { engine.heartbeat },
                     smsReplies: smsReplies,
-                    unsubscribeTokens: unsubscribeTokens
+                    unsubscribeTokens: unsubscribeTokens,
+                    limits: httpLimits
                 ),
                 logger: logger
             )

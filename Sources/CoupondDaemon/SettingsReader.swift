@@ -29,10 +29,33 @@ struct SettingRule<Value> {
     var expected: String
     var accepts: (Value) -> Bool
 
-    static var positive: SettingRule<Double> { SettingRule<Double>(expected: "a positive number") { $0 > 0 } }
-    static var notNegative: SettingRule<Double> { SettingRule<Double>(expected: "a number, 0 or more") { $0 >= 0 } }
+    /// Rates: above 0, at most a billion.
+    static var positive: SettingRule<Double> {
+        SettingRule<Double>(expected: "a positive number, at most 1000000000") { $0 > 0 && $0 <= 1e9 }
+    }
+    /// The longest duration a setting may hold: a year. Durations become milliseconds in whole numbers (libcurl's
+    /// timeouts, NIO's deadlines, libpq's options), and a larger value would not fit or mean anything.
+    static var maxSeconds: Double { 365.0 * 24 * 3600 }
+    /// Durations in seconds: above 0, at most a year.
+    static var seconds: SettingRule<Double> {
+        SettingRule<Double>(expected: "a number of seconds above 0, at most \(Int(maxSeconds)) (a year)") {
+            $0 > 0 && $0 <= maxSeconds
+        }
+    }
+    /// Durations in seconds where 0 turns the thing off: 0 to a year.
+    static var secondsOrZero: SettingRule<Double> {
+        SettingRule<Double>(expected: "a number of seconds from 0 to \(Int(maxSeconds)) (a year)") {
+            $0 >= 0 && $0 <= maxSeconds
+        }
+    }
     /// Counts (batch sizes, attempts, threads): 1 to a million.
-    static var count: SettingRule<Int> { SettingRule<Int>(expected: "a whole number from 1") { (1...1_000_000) ~= $0 } }
+    static var count: SettingRule<Int> {
+        SettingRule<Int>(expected: "a whole number from 1 to 1000000") { (1...1_000_000) ~= $0 }
+    }
+    /// Caps where 0 means none: 0 to a million.
+    static var countOrZero: SettingRule<Int> {
+        SettingRule<Int>(expected: "a whole number from 0 to 1000000") { (0...1_000_000) ~= $0 }
+    }
 }
 
 /// Reads one object of the configuration file: each setting by its name with its type and rule, and, once the reads

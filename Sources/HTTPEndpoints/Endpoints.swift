@@ -5,6 +5,7 @@ import Messages
 import NIOCore
 public import Postgres
 public import Prometheus
+import ServiceLifecycle
 public import Signing
 import Storage
 import Synchronization
@@ -27,6 +28,8 @@ public struct EndpointDependencies: Sendable {
     public var heartbeatTimeout: Double
     /// How `POST /sms/replies` checks its caller; without it the endpoint answers 404.
     public var smsReplies: SMSReplyAuthentication?
+    /// Caps and deadlines of the listener's connections, and of report downloads.
+    public var limits: ListenerLimits
     /// Checks the tokens of unsubscribe links (`/u/<token>`); without it every such link is refused.
     public var unsubscribeTokens: UnsubscribeTokens?
 
@@ -39,8 +42,10 @@ public struct EndpointDependencies: Sendable {
         schedulerHeartbeat: @escaping @Sendable () -> UInt64,
         heartbeatTimeout: Double = 30,
         smsReplies: SMSReplyAuthentication? = nil,
-        unsubscribeTokens: UnsubscribeTokens? = nil
+        unsubscribeTokens: UnsubscribeTokens? = nil,
+        limits: ListenerLimits = ListenerLimits()
     ) {
+        self.limits = limits
         self.connect = connect
         self.reportLinks = reportLinks
         self.claimsKey = claimsKey
@@ -64,6 +69,8 @@ final class Endpoints: Sendable {
     let logger: Logger
     /// The heartbeat last seen and when it was seen to change.
     private let lastBeat: Mutex<(value: UInt64, changedAt: ContinuousClock.Instant)>
+    /// Report downloads streaming now, each with a thread and a database connection of its own.
+    let reportDownloads = Mutex(0)
 
     init(dependencies: EndpointDependencies, logger: Logger) {
         self.dependencies = dependencies
@@ -73,24 +80,54 @@ final class Endpoints: Sendable {
     }
 
     func router() -> Router<BasicRequestContext> {
-        let router = Router()
-        router.get("healthz") { [self] _, _ in health() }
-        router.get("readyz") { [self] _, _ in try await readiness() }
-        router.get("metrics") { [self] _, _ in try await metrics() }
-        router.get("reports/:send") { [self] request, _ in try await report(request) }
-        router.post("claims") { [self] request, _ in try await claim(request) }
-        router.post("sms/replies") { [self] request, _ in try await smsReply(request) }
-        router.get("u/:token") { [self] _, context in try await unsubscribePage(context.parameters.get("token") ?? "") }
-        router.post("u/:token") { [self] request, context in
+        // HEAD answers every GET route as GET would, without the body: link checkers and mail scanners use it.
+        let router = Router(options: .autoGenerateHeadEndpoints)
+        var allowed: [String: [HTTPRequest.Method]] = [:]
+        func get(_ path: String, _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response)
+        {
+            router.get(RouterPath(path), use: handler)
+            allowed[path, default: []] += [.get, .head]
+        }
+        func post(
+            _ path: String,
+            _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response
+        ) {
+            router.post(RouterPath(path), use: handler)
+            allowed[path, default: []].append(.post)
+        }
+        get("healthz") { [self] _, _ in health() }
+        get("readyz") { [self] _, _ in try await readiness() }
+        get("metrics") { [self] _, _ in try await metrics() }
+        get("reports/:send") { [self] request, _ in try await report(request) }
+        post("claims") { [self] request, _ in try await claim(request) }
+        post("sms/replies") { [self] request, _ in try await smsReply(request) }
+        get("u/:token") { [self] _, context in try await unsubscribePage(context.parameters.get("token") ?? "") }
+        post("u/:token") { [self] request, context in
             try await unsubscribe(context.parameters.get("token") ?? "", request: request)
         }
         for channel in Messages.Channel.allCases {
-            router.get("\(ShortLinks.pathSegment(channel))/:code") { [self] _, context in
+            get("\(ShortLinks.pathSegment(channel))/:code") { [self] _, context in
                 try await followShortLink(context.parameters.get("code") ?? "", channel: channel)
+            }
+        }
+        // Any other method on a known path is 405 with the methods it has, not a 404 that reads as a dead link.
+        for (path, methods) in allowed {
+            let allow = methods.map(\.rawValue).joined(separator: ", ")
+            for method in Self.otherMethods where !methods.contains(method) {
+                router.on(RouterPath(path), method: method) { _, _ in
+                    Response(
+                        status: .methodNotAllowed,
+                        headers: [.allow: allow, .contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: "method not allowed; use \(allow)\n"))
+                    )
+                }
             }
         }
         return router
     }
+
+    /// The methods a path without them answers 405 to.
+    static let otherMethods: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch, .options, .trace]
 
     // MARK: - Health
 
@@ -120,7 +157,9 @@ final class Endpoints: Sendable {
             }
             return Self.text(.ok, "ready\n")
         } catch let error as PostgresError {
-            return Self.text(.serviceUnavailable, "database unavailable: \(error.message)\n")
+            // The message can name the database's host and port: it goes to the log, not to whoever asked.
+            logger.warning("readiness: database unavailable", metadata: ["error": "\(error.message)"])
+            return Self.text(.serviceUnavailable, "database unavailable\n")
         }
     }
 
@@ -142,6 +181,7 @@ public final class EndpointServer: Sendable {
     /// The port it listens on (the one asked for, or the one the system chose for port 0).
     public let port: Int
     private let task: Task<Void, any Error>
+    private let group: ServiceGroup
     private let finished: DispatchSemaphore
     private let database: EndpointDatabase
 
@@ -159,6 +199,7 @@ public final class EndpointServer: Sendable {
         let outcome = Mutex<Result<Int, any Error>?>(nil)
         let app = Application(
             router: endpoints.router(),
+            server: .guardedHTTP1(limits: dependencies.limits, logger: logger),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "coupond"),
             onServerRunning: { channel in
                 outcome.withLock { $0 = .success(channel.localAddress?.port ?? port) }
@@ -167,11 +208,15 @@ public final class EndpointServer: Sendable {
             logger: logger
         )
         let finished = DispatchSemaphore(value: 0)
+        // coupond run handles SIGTERM itself, and stops the server through the group's graceful shutdown: a
+        // cancelled task would stop it too, but logs the interrupted connections as errors on every clean stop.
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [], logger: logger)
+        )
         let task = Task {
             defer { finished.signal() }
             do {
-                // coupond run handles SIGTERM itself, and stops the server through this task.
-                try await app.runService(gracefulShutdownSignals: [])
+                try await group.run()
             } catch {
                 outcome.withLock { if $0 == nil { $0 = .failure(error) } }
                 bound.signal()
@@ -184,23 +229,40 @@ public final class EndpointServer: Sendable {
         }
         switch result {
         case .success(let boundPort):
-            return EndpointServer(port: boundPort, task: task, finished: finished, database: endpoints.database)
+            return EndpointServer(
+                port: boundPort,
+                task: task,
+                group: group,
+                finished: finished,
+                database: endpoints.database
+            )
         case .failure(let error):
             throw EndpointError("cannot listen on \(host):\(port): \(error)")
         }
     }
 
-    private init(port: Int, task: Task<Void, any Error>, finished: DispatchSemaphore, database: EndpointDatabase) {
+    private init(
+        port: Int,
+        task: Task<Void, any Error>,
+        group: ServiceGroup,
+        finished: DispatchSemaphore,
+        database: EndpointDatabase
+    ) {
         self.port = port
         self.task = task
+        self.group = group
         self.finished = finished
         self.database = database
     }
 
     /// Stops accepting connections, lets requests in progress finish (up to 10 seconds), and closes the pool.
     public func stop() {
-        task.cancel()
-        _ = finished.wait(timeout: .now() + 10)
+        let group = group
+        Task { await group.triggerGracefulShutdown() }
+        if finished.wait(timeout: .now() + 10) == .timedOut {
+            task.cancel()
+            _ = finished.wait(timeout: .now() + 2)
+        }
         database.close()
     }
 }

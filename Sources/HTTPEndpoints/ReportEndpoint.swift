@@ -7,6 +7,11 @@ import Signing
 import Storage
 import Synchronization
 
+/// A report download that moved nothing for the listener's write timeout.
+struct ReportStalled: Error, CustomStringConvertible {
+    var description: String { "the client took nothing for the write timeout" }
+}
+
 /// `GET /reports/{send}?expires=…&signature=…`: the failure report behind the merchant notice's link (rule 9).
 extension Endpoints {
     /// Chunks of CSV read ahead of what the client has taken: bounds memory whatever the report's size.
@@ -36,15 +41,25 @@ extension Endpoints {
         guard ended else {
             return Self.text(.notFound, "send \(sendID) has not ended; its report comes when it does\n")
         }
-        return Response(
-            status: .ok,
-            headers: [
-                .contentType: "text/csv; charset=utf-8",
-                .contentDisposition: "attachment; filename=\"coupond-send-\(sendID)-failures.csv\"",
-                .cacheControl: "private, no-store",
-            ],
-            body: reportBody(sendID: sendID)
-        )
+        let headers: HTTPFields = [
+            .contentType: "text/csv; charset=utf-8",
+            .contentDisposition: "attachment; filename=\"coupond-send-\(sendID)-failures.csv\"",
+            .cacheControl: "private, no-store",
+        ]
+        if request.method == .head { return Response(status: .ok, headers: headers) }
+        // Each download holds a thread and a database connection while its client reads: a bounded number at once.
+        let admitted = reportDownloads.withLock { active -> Bool in
+            guard active < dependencies.limits.maxReportDownloads else { return false }
+            active += 1
+            return true
+        }
+        guard admitted else {
+            logger.notice("report download refused: the listener is at its cap of downloads")
+            var response = Self.text(.serviceUnavailable, "Too many report downloads at once; try again shortly.\n")
+            response.headers[.retryAfter] = "30"
+            return response
+        }
+        return Response(status: .ok, headers: headers, body: reportBody(sendID: sendID))
     }
 
     /// The CSV, streamed: a byte-order mark (so that spreadsheets read it as UTF-8), the header, then the rows as COPY
@@ -52,7 +67,8 @@ extension Endpoints {
     private func reportBody(sendID: Int64) -> ResponseBody {
         let database = database
         let logger = logger
-        return ResponseBody { writer in
+        return ResponseBody { [self] writer in
+            defer { reportDownloads.withLock { $0 -= 1 } }
             let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
             let credits = DispatchSemaphore(value: Self.reportChunksAhead)
             let abandoned = Atomic<Bool>(false)
@@ -77,9 +93,24 @@ extension Endpoints {
                     continuation.finish(throwing: error)
                 }
             }
+            // A download that moves nothing for the write timeout, wherever it is stuck, gives its thread and its
+            // database connection back: the stream ends with an error, and the connection with it.
+            let progress = Atomic<Int64>(Self.milliseconds())
+            let timeout = Int64(dependencies.limits.writeTimeout * 1000)
+            let watchdog = Task {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(min(1000, max(100, timeout / 4))))
+                    if Self.milliseconds() - progress.load(ordering: .acquiring) > timeout {
+                        continuation.finish(throwing: ReportStalled())
+                        return
+                    }
+                }
+            }
+            defer { watchdog.cancel() }
             do {
                 for try await chunk in chunks {
                     try await writer.write(chunk)
+                    progress.store(Self.milliseconds(), ordering: .releasing)
                     credits.signal()
                 }
                 try await writer.finish(nil)
@@ -92,6 +123,11 @@ extension Endpoints {
                 throw error
             }
         }
+    }
+
+    /// A monotonic time in milliseconds, for the download watchdog.
+    static func milliseconds() -> Int64 {
+        return Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
     }
 
     /// The page a merchant sees after the 7 days.

@@ -1,5 +1,6 @@
 import CoupondDaemon
 import Foundation
+import HTTPEndpoints
 import Messages
 import Postgres
 import Storage
@@ -71,13 +72,25 @@ struct ConfigurationTests {
     }
 
     @Test(arguments: [
-        (#"{"engine": {"lease_seconds": 0}}"#, "engine.lease_seconds must be a positive number"),
-        (#"{"engine": {"lease_seconds": "30"}}"#, "engine.lease_seconds must be a positive number"),
+        (#"{"engine": {"lease_seconds": 0}}"#, "engine.lease_seconds must be a number of seconds above 0"),
+        (#"{"engine": {"lease_seconds": "30"}}"#, "engine.lease_seconds must be a number of seconds above 0"),
         (#"{"engine": {"batch_size": 2.5}}"#, "engine.batch_size must be a whole number from 1"),
+        // Durations become whole milliseconds: a value that would not fit, or crash the conversion, is refused.
+        (#"{"email": {"timeout_seconds": 1e300}}"#, "email.timeout_seconds must be a number of seconds above 0"),
+        (#"{"sms": {"connect_timeout_seconds": 1e19}}"#, "sms.connect_timeout_seconds must be a number of seconds"),
+        (
+            #"{"engine": {"shutdown_grace_seconds": 1e300}}"#,
+            "engine.shutdown_grace_seconds must be a number of seconds"
+        ),
+        (#"{"database": {"statement_timeout_seconds": 4e9}}"#, "database.statement_timeout_seconds must be"),
+        (#"{"http": {"write_timeout_seconds": 1e300}}"#, "http.write_timeout_seconds must be a number of seconds"),
+        (#"{"email": {"rate_per_second": 1e300}}"#, "email.rate_per_second must be a positive number, at most"),
+        (#"{"http": {"max_connections": 0}}"#, "http.max_connections must be a whole number from 1 to 1000000"),
+        (#"{"http": {"max_connections_per_address": -1}}"#, "http.max_connections_per_address must be a whole"),
         (#"{"engine": {"listen": 1}}"#, "engine.listen must be true or false"),
         (
             #"{"database": {"keepalives_idle_seconds": -1}}"#,
-            "database.keepalives_idle_seconds must be a number, 0 or more"
+            "database.keepalives_idle_seconds must be a number of seconds from 0 to 31536000"
         ),
         (#"{"database": {"daemon_role": "Coupond-Daemon"}}"#, "database.daemon_role must be a role name"),
         (#"{"sms": {"price_per_segment": 0.05}}"#, "sms.price_per_segment must be a string"),
@@ -90,6 +103,34 @@ struct ConfigurationTests {
         let refusal = Self.refusal(json)
         #expect(refusal?.contains(message) == true, "\(refusal ?? "accepted")")
         #expect(refusal?.contains("(in /etc/coupond/coupond.json)") == true)
+    }
+
+    @Test func aKeySetTwiceIsRefusedByItsNameInsteadOfTheFirstQuietlyWinning() {
+        #expect(
+            Self.refusal(#"{"engine": {"batch_size": 10}, "engine": {"batch_size": 20}}"#)
+                == "configuration: engine is set more than once (in /etc/coupond/coupond.json)"
+        )
+        #expect(
+            Self.refusal(#"{"email": {"timeout_seconds": 5, "url": "http://x", "timeout_seconds": 600}}"#)
+                == "configuration: email.timeout_seconds is set more than once (in /etc/coupond/coupond.json)"
+        )
+    }
+
+    @Test func theListenersLimitsAreRead() throws {
+        let configuration = try Configuration.decode(
+            Data(
+                #"""
+                {"http": {"max_connections": 64, "max_connections_per_address": 8, "header_timeout_seconds": 2,
+                          "body_timeout_seconds": 3, "idle_timeout_seconds": 4, "write_timeout_seconds": 5,
+                          "max_report_downloads": 2}}
+                """#.utf8
+            ),
+            source: "test"
+        )
+        let limits = configuration.httpLimits
+        #expect(limits.maxConnections == 64 && limits.maxConnectionsPerAddress == 8)
+        #expect(limits.headerTimeout == 2 && limits.bodyTimeout == 3 && limits.idleTimeout == 4)
+        #expect(limits.writeTimeout == 5 && limits.maxReportDownloads == 2)
     }
 
     @Test func aFileThatIsNotJSONIsRefusedNamingTheFile() {

@@ -11,7 +11,11 @@ import Testing
     static let claimsKey = "claims-key-for-the-store-0123456789"
 
     /// Starts the daemon with its listener on a port the system picks, and returns the daemon and its base URL.
-    static func startWithEndpoints(_ h: EngineHarness, extraLinks: String = "") throws -> (ChildProcess, String) {
+    static func startWithEndpoints(
+        _ h: EngineHarness,
+        extraLinks: String = "",
+        extraHTTP: String = ""
+    ) throws -> (ChildProcess, String) {
         let keyFile = h.folder.appendingPathComponent("claims-key")
         try Data(claimsKey.utf8).write(to: keyFile)
         let daemon = try h.startDaemon(
@@ -19,7 +23,7 @@ import Testing
                 emailProvider: "webhook",
                 smsProvider: "webhook",
                 extraLinks: extraLinks,
-                http: #""listen": "127.0.0.1:0", "claims_key_file": "\#(keyFile.path)""#
+                http: #""listen": "127.0.0.1:0", "claims_key_file": "\#(keyFile.path)""# + extraHTTP
             )
         )
         var address: String?
