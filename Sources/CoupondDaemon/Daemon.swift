@@ -73,6 +73,12 @@ public struct Daemon: Sendable {
     public init(configuration: Configuration, databaseURL: String?, logger: Logger) throws {
         self.logger = logger
         let url = databaseURL ?? configuration.databaseURL
+        if let url, let problem = ConnectionString.problem(url) {
+            throw ConfigurationError(
+                setting: databaseURL == nil ? "database.url" : "--database-url",
+                reason: "is not a connection string libpq can use: \(problem)"
+            )
+        }
         let safeguards = configuration.connectionSafeguards
         connect = {
             try PostgresConnection(connectionString: url, applicationName: "coupond run", safeguards: safeguards)
@@ -145,7 +151,7 @@ public struct Daemon: Sendable {
         httpLimits = configuration.httpLimits
         smsReplies = try Self.smsReplyAuthentication(configuration)
         claimsKey = try configuration.claimsKeyFile.map {
-            String(decoding: try Self.secret($0, setting: "http.claims_key_file", minimumBytes: 16), as: UTF8.self)
+            try Self.tokenSecret($0, setting: "http.claims_key_file", minimumBytes: 16)
         }
         settings = EngineSettings(
             instanceName: configuration.instanceName ?? "\(ProcessInfo.processInfo.hostName):\(getpid())",
@@ -179,7 +185,7 @@ public struct Daemon: Sendable {
     /// webhook presents the token Coupond sends it.
     static func smsReplyAuthentication(_ configuration: Configuration) throws -> SMSReplyAuthentication? {
         guard configuration.sms.url != nil, let file = configuration.sms.credentialFile else { return nil }
-        let token = String(decoding: try secret(file, setting: "sms.credential_file"), as: UTF8.self)
+        let token = try tokenSecret(file, setting: "sms.credential_file")
         switch configuration.sms.provider {
         case "twilio":
             guard var base = configuration.publicBaseURL else { return nil }
@@ -200,6 +206,21 @@ public struct Daemon: Sendable {
             throw ConfigurationError(setting: setting, reason: "must hold at least \(minimumBytes) bytes")
         }
         return data
+    }
+
+    /// Reads a secret that travels as a bearer token or in a signature: visible ASCII without spaces (what `openssl
+    /// rand -base64 32` prints). A key of other bytes could not be sent in a header at all, and decoding it to text
+    /// would map different byte strings to one key; this one reads back byte for byte and compares as bytes.
+    public static func tokenSecret(_ path: String, setting: String, minimumBytes: Int = 1) throws -> String {
+        let data = try secret(path, setting: setting, minimumBytes: minimumBytes)
+        guard data.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw ConfigurationError(
+                setting: setting,
+                reason:
+                    "must hold printable ASCII without spaces or control characters, such as `openssl rand -base64 32` prints"
+            )
+        }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// Runs until SIGTERM or SIGINT, then finishes in-flight messages and returns.

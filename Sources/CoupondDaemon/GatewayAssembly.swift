@@ -31,10 +31,21 @@ extension Daemon {
                 reason: "is required with \(channel).url (or the systemd credential \(channel)-token)"
             )
         }
-        let credential = String(
-            decoding: try secret(credentialFile, setting: "\(channel).credential_file"),
-            as: UTF8.self
-        )
+        if channel == "email" && !RecipientAddress.isPlainEmailAddress(from) {
+            throw ConfigurationError(
+                setting: "email.from",
+                reason: "must be a plain email address, such as coupons@shop.example"
+            )
+        }
+        let secretBytes = try secret(credentialFile, setting: "\(channel).credential_file")
+        // It goes into a header or an SMTP command: a line break there would be a request of its own.
+        guard !secretBytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            throw ConfigurationError(
+                setting: "\(channel).credential_file",
+                reason: "must hold one line without control characters"
+            )
+        }
+        let credential = String(decoding: secretBytes, as: UTF8.self)
         let endpoint = GatewayEndpoint(
             url: url,
             credential: credential,

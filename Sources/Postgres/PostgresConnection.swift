@@ -71,7 +71,9 @@ public final class PostgresConnection {
             }
         }
         guard PQstatus(connection) == CONNECTION_OK else {
-            let error = PostgresError(code: .connectionFailed, connection: connection)
+            var error = PostgresError(code: .connectionFailed, connection: connection)
+            // libpq can echo a malformed string whole, password included.
+            if let connectionString { error.message = ConnectionString.redact(error.message, in: connectionString) }
             // > Note that when PQconnectdbParams returns a non-null pointer, you must call PQfinish when you are
             // > finished with it, in order to dispose of the structure and any associated memory blocks. This must
             // > be done even if the connection attempt fails or is abandoned.

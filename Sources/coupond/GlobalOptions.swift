@@ -22,8 +22,16 @@ struct GlobalOptions: ParsableArguments {
 
     /// Opens a connection from the first source that names a database, else from the PG* environment.
     func connect(_ configuration: Configuration) throws -> PostgresConnection {
+        let url = databaseURL ?? configuration.databaseURL
+        if let url, let problem = ConnectionString.problem(url) {
+            throw CommandFailure(
+                .config,
+                "\(databaseURL == nil ? "database.url" : "--database-url") is not a connection string libpq can use: "
+                    + problem
+            )
+        }
         do {
-            return try PostgresConnection(connectionString: databaseURL ?? configuration.databaseURL)
+            return try PostgresConnection(connectionString: url)
         } catch let error as PostgresError {
             throw CommandFailure(.unavailable, "cannot connect to the database: \(error.message)")
         }

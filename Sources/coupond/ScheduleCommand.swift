@@ -167,33 +167,41 @@ extension ScheduleCommand {
     }
 }
 
-/// Reads the `--at` forms: shop-local wall-clock time, or an instant with `Z` or an offset.
+/// Reads the `--at` forms: shop-local wall-clock time, or an instant with `Z` or an offset. A date or time that does
+/// not exist (`2026-13-45`, `25:00`) or an offset beyond the ±14:00 any zone uses is refused here, with the usage
+/// error, rather than by PostgreSQL or as a send at a wrong instant.
 enum ScheduleTimeParser {
-    private static let localPattern = #"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$"#
-    private static let instantPattern = #"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}(:?\d{2})?)$"#
+    private static let pattern =
+        #"^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?(Z|([+-])(\d{2})(?::?(\d{2}))?)?$"#
 
     static func parse(_ text: String) -> ScheduledTime? {
-        if text.range(of: localPattern, options: .regularExpression) != nil {
-            return .shopLocal(text.replacingOccurrences(of: "T", with: " "))
+        guard let expression = try? NSRegularExpression(pattern: pattern),
+            let match = expression.firstMatch(in: text, range: NSRange(text.startIndex..., in: text))
+        else { return nil }
+        func group(_ index: Int) -> String? {
+            Range(match.range(at: index), in: text).map { String(text[$0]) }
         }
-        guard text.range(of: instantPattern, options: .regularExpression) != nil else { return nil }
-        var normalized = text.replacingOccurrences(of: " ", with: "T")
-        // ISO8601DateFormatter wants seconds and a colon in the offset.
-        if normalized.range(of: #"T\d{2}:\d{2}(Z|[+-])"#, options: .regularExpression) != nil {
-            normalized = normalized.replacingOccurrences(
-                of: #"(T\d{2}:\d{2})"#,
-                with: "$1:00",
-                options: .regularExpression
-            )
-        }
-        if let range = normalized.range(of: #"[+-]\d{4}$"#, options: .regularExpression) {
-            let offset = normalized[range]
-            normalized.replaceSubrange(range, with: offset.prefix(3) + ":" + offset.suffix(2))
-        } else if normalized.range(of: #"[+-]\d{2}$"#, options: .regularExpression) != nil {
-            normalized += ":00"
-        }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: normalized).map(ScheduledTime.instant)
+        func number(_ index: Int) -> Int? { group(index).flatMap { Int($0) } }
+        guard let year = number(1), let month = number(2), let day = number(3), let hour = number(4),
+            let minute = number(5)
+        else { return nil }
+        let second = number(6) ?? 0
+        var components = DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        // A date that does not exist rolls over in Calendar: it exists only if it comes back as written.
+        guard year >= 1, (1...12).contains(month), (0...23).contains(hour), (0...59).contains(minute),
+            (0...59).contains(second),
+            let utc = calendar.date(from: components),
+            calendar.dateComponents([.year, .month, .day], from: utc).day == day
+        else { return nil }
+        guard let zone = group(7) else { return .shopLocal(text.replacingOccurrences(of: "T", with: " ")) }
+        if zone == "Z" { return .instant(utc) }
+        guard let offsetHours = number(9) else { return nil }
+        let offsetMinutes = number(10) ?? 0
+        let offset = offsetHours * 60 + offsetMinutes
+        guard offsetMinutes < 60, offset <= 14 * 60 else { return nil }
+        components.minute = minute - (group(8) == "-" ? -offset : offset)
+        return calendar.date(from: components).map(ScheduledTime.instant)
     }
 }

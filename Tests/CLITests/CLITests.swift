@@ -11,6 +11,8 @@ import Testing
         var shop: Int64
         var group: Int64
         var coupon: Int64
+        /// The login role the commands connect as; the database owner when `nil`.
+        var user: String? = nil
 
         /// Schedules this world's coupon to its group through the command line.
         func schedule(_ channels: String, at time: String, json: Bool = false) throws -> ProcessResult {
@@ -30,6 +32,7 @@ import Testing
             var environment: [String: String?] = db.environment.mapValues { $0 }
             environment["DATABASE_URL"] = .some(nil)
             environment["COUPOND_DATABASE_URL"] = .some(nil)
+            if let user { environment["PGUSER"] = user }
             return try runProduct("coupond", arguments, environment: environment, currentDirectory: repositoryRoot)
         }
     }
@@ -130,6 +133,69 @@ import Testing
             #expect(number.status == 64)
             let both = try world.coupond("status")
             #expect(both.status == 64)
+        }
+    }
+
+    @Test(arguments: [
+        "2026-12-01T10:00+25:00", "2026-12-01 10:00+24:00", "2026-12-01 10:00+99:00", "2026-12-01 10:00-25:00",
+        "2026-12-01 10:00+14:60", "2026-13-45 10:00", "2026-02-30 10:00", "2026-12-01 24:00", "2026-12-01 10:60",
+        "0000-12-01 10:00",
+    ])
+    func aTimeThatDoesNotExistOrAnOffsetNoZoneUsesIsAUsageErrorAndSchedulesNothing(time: String) throws {
+        try Self.world { world in
+            let result = try world.schedule("email", at: time)
+            #expect(result.status == 64, "\(time): \(result.status) \(result.stderr)")
+            #expect(result.stderr.contains("--at must be"), "\(result.stderr)")
+            let count: Int = try world.db.connection.queryRow("SELECT count(*)::int AS n FROM coupond.sends")!.decode(
+                "n"
+            )
+            #expect(count == 0)
+        }
+    }
+
+    @Test(arguments: [
+        "postgresql://coupond:s3cr3t-pw@db.example:notaport/coupons",
+        "postgresql://coupond:s3cr3t-pw@db.example/coupons?sslmode=bogus",
+        "postgresql://coupond:s3cr3t-pw@db.example/coupons?frobnicate=1",
+        "postgresql://coupond:s3cr%33t-pw@[db.example/coupons",
+        "host=db.example password=s3cr3t-pw port=99999",
+        "host=db.example password='s3cr3t-pw' sslmode",
+    ])
+    func aMalformedDatabaseURLIsAConfigurationErrorThatNeverShowsItsPassword(url: String) throws {
+        try Self.world { world in
+            for command in [["status", "1"], ["run"]] {
+                let result = try world.run(command + ["--database-url", url])
+                #expect(result.status == 78, "\(command) \(url): \(result.status) \(result.stderr)")
+                #expect(result.stderr.contains("--database-url is not a connection string"), "\(result.stderr)")
+                #expect(!result.stderr.contains("s3cr3t") && !result.stdout.contains("s3cr3t"), "\(result.stderr)")
+            }
+        }
+    }
+
+    @Test func theCommandsRunAsThePlatformAndTheReadOnlyRoleAsREADMESays() throws {
+        try Self.world { world in
+            try world.db.connection.execute("UPDATE coupond.shops SET postal_address = '1 Main St, Pune 411001, India'")
+            var platform = world
+            platform.user = try world.db.loginRole(memberOf: "coupond_platform")
+            var readonly = world
+            readonly.user = try world.db.loginRole(memberOf: "coupond_readonly")
+            let scheduled = try platform.schedule("email,sms", at: "2026-12-01 15:00", json: true)
+            #expect(scheduled.status == 0, "\(scheduled.stderr)")
+            let json = try JSONSerialization.jsonObject(with: Data(scheduled.stdout.utf8)) as? [String: Any]
+            let id = try #require(json?["send_id"] as? Int)
+            let preview = [
+                "preview", "--shop", "\(world.shop)", "--group", "\(world.group)", "--coupon", "\(world.coupon)",
+            ]
+            for user in [platform, readonly] {
+                let status = try user.coupond("status", "\(id)")
+                #expect(status.status == 0, "\(user.user ?? ""): \(status.stderr)")
+                let previewed = try user.run(preview)
+                #expect(previewed.status == 0, "\(user.user ?? ""): \(previewed.stderr)")
+            }
+            let refused = try readonly.coupond("cancel", "\(id)")
+            #expect(refused.status != 0, "the read-only role cancelled a send")
+            let cancelled = try platform.coupond("cancel", "\(id)")
+            #expect(cancelled.status == 0, "\(cancelled.stderr)")
         }
     }
 

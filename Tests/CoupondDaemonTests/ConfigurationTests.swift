@@ -133,6 +133,29 @@ struct ConfigurationTests {
         #expect(limits.writeTimeout == 5 && limits.maxReportDownloads == 2)
     }
 
+    @Test func aKeyThatCannotTravelAsABearerTokenIsRefusedAndAGoodOneReadsBackByteForByte() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Two byte strings that text decoding with replacement would make one key, a control byte, a space.
+        for bytes in [
+            [0xFF] + Array("0123456789abcdef".utf8), [0xFE] + Array("0123456789abcdef".utf8),
+            Array("0123456789\u{1}abcdef".utf8), Array("0123456789 abcdef".utf8),
+        ] {
+            let file = folder.appendingPathComponent("key")
+            try Data(bytes).write(to: file)
+            #expect(throws: ConfigurationError.self, "\(bytes)") {
+                try Daemon.tokenSecret(file.path, setting: "http.claims_key_file", minimumBytes: 16)
+            }
+        }
+        let good = folder.appendingPathComponent("good")
+        try Data("q83vEjRWeJASNFZ4kBI0VniQEjRWeJASNFZ4kBI0Vng=\n".utf8).write(to: good)
+        #expect(
+            try Daemon.tokenSecret(good.path, setting: "http.claims_key_file", minimumBytes: 16)
+                == "q83vEjRWeJASNFZ4kBI0VniQEjRWeJASNFZ4kBI0Vng="
+        )
+    }
+
     @Test func aFileThatIsNotJSONIsRefusedNamingTheFile() {
         #expect(Self.refusal("engine = 5") == "configuration: /etc/coupond/coupond.json is not valid JSON")
         #expect(Self.refusal("[1]") == "configuration: /etc/coupond/coupond.json is not a JSON object")

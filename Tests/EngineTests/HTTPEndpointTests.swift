@@ -210,11 +210,27 @@ import Testing
                 UInt8(String(decoding: hex[$0...$0 + 1], as: UTF8.self), radix: 16)
             }
             let code = ShortLinkCode.encode(bytes)
-            #expect(try Self.get(base + "/c/" + code).status == 302)
+            let version = "SELECT xmin::text AS v FROM coupond.send_recipients WHERE customer_id = \(firstCustomer)"
+            let before = try h.db.connection.queryRow(PostgresQuery(unsafeSQL: version))?["v"]
+            for _ in 0..<20 { #expect(try Self.get(base + "/c/" + code).status == 302) }
             #expect(
                 try h.db.connection.queryRow(PostgresQuery(unsafeSQL: clicked))?["at"] == firstClick,
                 "a later click moved the first"
             )
+            #expect(
+                try h.db.connection.queryRow(PostgresQuery(unsafeSQL: version))?["v"] == before,
+                "a click after the first wrote a new row version"
+            )
+            // The same code under /e/ leads to the claim link, but this send had no email with it to click: the
+            // email is not counted as clicked for a customer it did not reach.
+            try h.db.connection.execute(
+                "UPDATE coupond.send_recipients SET email_status = 'failed', email_error = 'gateway_refused' WHERE customer_id = \(firstCustomer)"
+            )
+            #expect(try Self.get(base + "/e/" + code).status == 302)
+            let emailClick =
+                "SELECT email_clicked_at::text AS at FROM coupond.send_recipients WHERE customer_id = \(firstCustomer)"
+            #expect(try h.db.connection.queryRow(PostgresQuery(unsafeSQL: emailClick))?["at"] == nil)
+            #expect(try h.send(send).decode("email_clicked_count", as: Int.self) == 0)
             #expect(try Self.get(base + "/c/" + String(repeating: "0", count: 18)).status == 404)
             #expect(try Self.get(base + "/c/not-a-code").status == 404)
         }
