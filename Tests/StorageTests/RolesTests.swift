@@ -132,6 +132,27 @@ import Testing
         }
     }
 
+    @Test func theDaemonRefreshesTheRecipientsStatisticsThoughOnlyTheOwnerMayAnalyse() throws {
+        try TestDatabase.with { db in
+            func tuples() throws -> Double? {
+                try db.connection.queryRow(
+                    "SELECT reltuples::float8 AS n FROM pg_class WHERE oid = 'coupond.send_recipients'::regclass"
+                )?.decode("n")
+            }
+            let never = try tuples()
+            #expect(never == -1)
+            #expect(try Self.run("ANALYZE coupond.send_recipients", as: "coupond_daemon", db) == nil)
+            // A plain ANALYZE by the daemon's role is skipped with a warning: the table keeps no statistics.
+            let skipped = try tuples()
+            #expect(skipped == -1)
+            #expect(try Self.run("SELECT coupond.analyze_recipients()", as: "coupond_daemon", db) == nil)
+            let analysed = try tuples()
+            #expect(analysed == 0)
+            let refused = try Self.run("SELECT coupond.analyze_recipients()", as: "coupond_platform", db)
+            #expect(refused == Self.insufficientPrivilege)
+        }
+    }
+
     @Test func theReadOnlyRoleReadsEverythingAndWritesNothing() throws {
         try TestDatabase.with { db in
             let setup = try Self.setUp(db)
