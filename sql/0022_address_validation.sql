@@ -6,13 +6,15 @@
 
 -- Whether `email` is a plain addr-spec a mail server takes: a dot-atom local part of at most 64 characters (RFC 5322
 -- atext: letters, digits and !#$%&'*+-/=?^_`{|}~), `@`, a domain of dot-separated labels of letters, digits and
--- inner hyphens of at most 63 characters each, in all at most 254 characters (RFC 5321's path of 256 less the angle
+-- inner hyphens, in all at most 254 characters (RFC 5321's path of 256 less the angle
 -- brackets). ASCII only: no control, space, quote, bracket or non-ASCII character can pass, so nothing in it can end an
--- SMTP command line or a header. Internationalised domains arrive as their punycode (xn--) form.
+-- SMTP command line or a header. Internationalised domains arrive as their punycode (xn--) form. DNS's 63-character
+-- label limit is left to the gateways: checking it with a bounded repeat made the check five times slower (7.6 s
+-- against 1.5 s for a million addresses), and an over-long label cannot carry anything into a command.
 CREATE FUNCTION coupond.email_address_valid(email text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT AS $$
     SELECT octet_length(email) <= 254
-       AND email ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$'
+       AND email ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$'
        AND octet_length(split_part(email, '@', 1)) <= 64
 $$;
 

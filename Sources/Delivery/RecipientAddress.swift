@@ -19,7 +19,7 @@ public enum RecipientAddress {
     }
 
     /// A plain addr-spec, as `coupond.email_address_valid` defines it: a dot-atom local part of at most 64 bytes, `@`,
-    /// a domain of letter-digit-hyphen labels of at most 63 bytes, at most 254 bytes in all, ASCII only.
+    /// a domain of letter-digit-hyphen labels, at most 254 bytes in all, ASCII only.
     public static func isPlainEmailAddress(_ address: String) -> Bool {
         let bytes = Array(address.utf8)
         guard bytes.count <= 254, let at = bytes.lastIndex(of: UInt8(ascii: "@")), at > 0, at <= 64 else {
@@ -32,7 +32,7 @@ public enum RecipientAddress {
         }
             && !domain.isEmpty
             && domain.allSatisfy { label in
-                (1...63).contains(label.count) && label.allSatisfy { isLetterOrDigit($0) || $0 == UInt8(ascii: "-") }
+                !label.isEmpty && label.allSatisfy { isLetterOrDigit($0) || $0 == UInt8(ascii: "-") }
                     && label.first != UInt8(ascii: "-") && label.last != UInt8(ascii: "-")
             }
     }

@@ -34,7 +34,6 @@ import Testing
         "x@mail.example\u{2028}RCPT TO:<ls@evil.example>",
         "del\u{7F}@mail.example",
         String(repeating: "l", count: 65) + "@mail.example",
-        "x@" + String(repeating: "d", count: 64) + ".example",
         "x@" + Array(repeating: String(repeating: "d", count: 60), count: 5).joined(separator: "."),
     ]
     static let plainEmails = [
